@@ -1,0 +1,49 @@
+# Polyforge: `make run` builds everything the default config describes; `make test` runs the tests.
+# Both create the environment first when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.yaml
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: run test env lint dryrun clean-env lock system-deps
+
+run: $(STAMP) system-deps
+	$(BIN)/snakemake --unlock --configfile $(CONFIG) >/dev/null 2>&1 || true
+	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+env: $(STAMP)
+
+# torch first, from the local CPU wheel, then the hash-pinned rest.
+$(STAMP): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+# What a fresh Debian machine lacks: package lists for `apt-get download`, groff, npm.
+system-deps:
+	@bash workflow/scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+dryrun: $(STAMP)
+	$(BIN)/snakemake -n --configfile $(CONFIG) --cores 1
+
+# Re-pin requirements.lock from requirements.in (needs the registries).
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.lock requirements.in
+
+clean-env:
+	rm -rf $(VENV)

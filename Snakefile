@@ -1,0 +1,31 @@
+# Polyforge: raw sources -> extracted -> clean -> stats -> mixture -> vocab -> shards -> ...
+# Every rule is thin: it calls pipeline/ (or model/). See README.md and ../shared/design.md.
+
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+import pipeline.config as pfconfig
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# Clear errors that name the key first, then snakemake's own check against the same schema.
+config = pfconfig.prepare(config)
+validate(config, "workflow/schemas/config.schema.yaml")
+
+OUT = Path(config["output_dir"])
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/extract.smk"
+
+
+rule all:
+    input:
+        ALL_TARGETS,
+    default_target: True

