@@ -1,0 +1,155 @@
+"""Mixture stage: per-language sizes of the clean train split and their α-sampling probabilities.
+
+p_i = n_i / Σ_j n_j and q_i = p_i^α / Σ_j p_j^α (XLM, Conneau & Lample 2019), once with
+``mixture.alpha_vocab`` (the vocabulary sample) and once with ``mixture.alpha_train`` (training
+batches).  n_i is counted in ``mixture.unit``: sentences (train rows) or characters (of train rows).
+``mixture.token_budget`` is in that same unit, so the expected number of passes over a language's
+data is passes_i = q_i · budget / n_i.  Languages with no train data are excluded with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.logs import stage_logging
+
+PLOT_ALPHAS = (1.0, 0.7, 0.5, 0.3)
+TRAIN_SPLIT = "train"
+
+
+def count_language(path: str | os.PathLike[str], unit: str, split: str = TRAIN_SPLIT) -> dict[str, int]:
+    """Rows and characters of one split of a clean file, streamed batch by batch.
+
+    Characters are read only when the unit needs them, so a sentence count touches just ``split``.
+    """
+    columns = ["split", "text"] if unit == "characters" else ["split"]
+    rows = chars = 0
+    for batch in iter_batches(path, columns):
+        keep = pc.equal(batch.column("split"), split)
+        rows += pc.sum(keep).as_py() or 0
+        if unit == "characters":
+            chars += pc.sum(pc.utf8_length(pc.filter(batch.column("text"), keep))).as_py() or 0
+    return {"rows": rows, "chars": chars} if unit == "characters" else {"rows": rows}
+
+
+def probabilities(sizes: Mapping[str, float]) -> dict[str, float]:
+    """p_i = n_i / Σ n_j over the given (non-empty) sizes."""
+    total = sum(sizes.values())
+    if total <= 0:
+        raise ValueError("no language has any data: cannot compute a mixture")
+    return {lang: n / total for lang, n in sizes.items()}
+
+
+def alpha_sample(p: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """q_i = p_i^α / Σ p_j^α: α = 1 keeps p, α → 0 approaches uniform."""
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    powered = {lang: pi**alpha for lang, pi in p.items()}
+    total = sum(powered.values())
+    return {lang: v / total for lang, v in powered.items()}
+
+
+def split_empty(sizes: Mapping[str, int]) -> tuple[dict[str, int], list[str]]:
+    """Separate languages with data from empty ones (which would divide by zero downstream)."""
+    kept = {lang: n for lang, n in sorted(sizes.items()) if n > 0}
+    empty = sorted(lang for lang, n in sizes.items() if n <= 0)
+    return kept, empty
+
+
+def compute_mixture(
+    counts: Mapping[str, Mapping[str, int]], unit: str, alpha_vocab: float, alpha_train: float, token_budget: int
+) -> dict[str, Any]:
+    """The whole mixture.json content from per-language counts (``rows`` and maybe ``chars``)."""
+    key = "chars" if unit == "characters" else "rows"
+    sizes, empty = split_empty({lang: c[key] for lang, c in counts.items()})
+    warnings = [f"language {lang!r} has no {unit} in the train split: excluded from the mixture" for lang in empty]
+    if not sizes:
+        raise ValueError("every language is empty in the train split: nothing to mix")
+    p = probabilities(sizes)
+    q_vocab, q_train = alpha_sample(p, alpha_vocab), alpha_sample(p, alpha_train)
+    q_plot = {str(a): alpha_sample(p, a) for a in PLOT_ALPHAS}
+    languages = {}
+    for lang, n in sizes.items():
+        languages[lang] = {
+            **dict(counts[lang]),
+            "n": n,
+            "p": p[lang],
+            "q": {"vocab": q_vocab[lang], "train": q_train[lang]},
+            "factor": {"vocab": q_vocab[lang] / p[lang], "train": q_train[lang] / p[lang]},
+            # Expected passes over this language's data when `token_budget` units are drawn with q_train.
+            "passes": q_train[lang] * token_budget / n,
+            "q_by_alpha": {a: q[lang] for a, q in q_plot.items()},
+        }
+    return {
+        "unit": unit,
+        "alpha": {"vocab": alpha_vocab, "train": alpha_train},
+        "token_budget": token_budget,
+        "budget_unit": unit,
+        "total": sum(sizes.values()),
+        "languages": languages,
+        "excluded": empty,
+        "warnings": warnings,
+        "smallest": min(sizes, key=lambda lang: (sizes[lang], lang)),
+    }
+
+
+def plot_alpha(mixture: Mapping[str, Any], out_png: str | os.PathLike[str]) -> None:
+    """p against q for several α (log-log): below the diagonal downsampled, above upsampled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    langs = list(mixture["languages"])
+    p = [mixture["languages"][lang]["p"] for lang in langs]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for alpha in PLOT_ALPHAS:
+        q = [mixture["languages"][lang]["q_by_alpha"][str(alpha)] for lang in langs]
+        ax.plot(p, q, "o", label=f"α = {alpha}")
+    for lang, pi in zip(langs, p, strict=True):
+        ax.annotate(lang, (pi, pi), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    values = p + [q for v in mixture["languages"].values() for q in v["q_by_alpha"].values()]
+    lo, hi = min(values) / 1.5, min(1.0, max(values) * 1.5)
+    ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8, label="q = p")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    if len(langs) > 1:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel(f"p (share of {mixture['unit']})")
+    ax.set_ylabel("q (sampling probability)")
+    ax.set_title(f"α-sampling (vocab α = {mixture['alpha']['vocab']}, train α = {mixture['alpha']['train']})")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def run_mixture_stage(
+    cfg: Mapping[str, Any],
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    out_json: str | os.PathLike[str],
+    out_png: str | os.PathLike[str],
+    log: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture."""
+    mcfg = cfg["mixture"]
+    with stage_logging(log) as logger:
+        counts = {}
+        for lang in sorted(clean_paths):
+            counts[lang] = count_language(clean_paths[lang], mcfg["unit"])
+            logger.info("mixture: %s %s", lang, counts[lang])
+        mixture = compute_mixture(counts, mcfg["unit"], mcfg["alpha_vocab"], mcfg["alpha_train"], mcfg["token_budget"])
+        for warning in mixture["warnings"]:
+            logger.warning("mixture: %s", warning)
+        write_json(out_json, mixture)
+        plot_alpha(mixture, out_png)
+        logger.info("mixture: wrote %s and %s", Path(out_json), Path(out_png))
+    return mixture
