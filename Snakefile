@@ -10,7 +10,12 @@ import pipeline.config as pfconfig
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile replaces it rather than merging into it (merged
+# dicts would mix the two configs' sources and languages).
+if "sources" not in config:
+
+    configfile: "config.yaml"
+
 
 
 # Clear errors that name the key first, then snakemake's own check against the same schema.
@@ -23,6 +28,8 @@ OUT = Path(config["output_dir"])
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/mixture.smk"
+include: "workflow/rules/vocab.smk"
 
 
 rule all:
