@@ -1,0 +1,206 @@
+"""Downloads against a real HTTP server on loopback, with injected faults; registry adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import download, lock
+
+BODY = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(BODY).hexdigest()
+
+
+class FaultyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves BODY at every path; faults are chosen by path. Records every request it sees."""
+
+    requests: list[tuple[str, str | None]] = []
+    failures_left: dict[str, int] = {}
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        range_header = self.headers.get("Range")
+        type(self).requests.append((self.path, range_header))
+        if self.path.startswith("/missing"):
+            self.send_error(404, "Not Found")
+            return
+        if self.path.startswith("/flaky") and self.failures_left.get(self.path, 0) > 0:
+            self.failures_left[self.path] -= 1
+            self.send_error(500, "Internal Server Error")
+            return
+        start = int(range_header.split("=")[1].rstrip("-")) if range_header else 0
+        body = BODY[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
+        self.end_headers()
+        if self.path.startswith("/truncated") and not start:
+            self.wfile.write(body[: len(body) // 2])  # promise everything, send half, hang up
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture()
+def server() -> Iterator[str]:
+    FaultyHandler.requests = []
+    FaultyHandler.failures_left = {"/flaky.bin": 2}
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_plain_download(server: str, tmp_path: Path) -> None:
+    path = download.fetch_url(f"{server}/plain.bin", tmp_path / "plain.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY
+    assert FaultyHandler.requests == [("/plain.bin", None)]
+
+
+def test_truncated_body_is_resumed_with_range(server: str, tmp_path: Path) -> None:
+    path = download.fetch_url(f"{server}/truncated.bin", tmp_path / "t.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY
+    ranges = [r for p, r in FaultyHandler.requests if r]
+    assert ranges == [f"bytes={len(BODY) // 2}-"], FaultyHandler.requests
+
+
+def test_server_errors_are_retried(server: str, tmp_path: Path) -> None:
+    path = download.fetch_url(f"{server}/flaky.bin", tmp_path / "f.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY
+    assert [p for p, _ in FaultyHandler.requests] == ["/flaky.bin"] * 3
+
+
+def test_wrong_checksum_fails_and_leaves_nothing(server: str, tmp_path: Path) -> None:
+    wrong = "0" * 64
+    with pytest.raises(download.ChecksumMismatchError) as excinfo:
+        download.fetch_url(f"{server}/plain.bin", tmp_path / "p.bin", wrong, backoff=0.01)
+    assert wrong in str(excinfo.value) and SHA in str(excinfo.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_found_fails_clearly_without_retry(server: str, tmp_path: Path) -> None:
+    with pytest.raises(download.DownloadError, match=r"/missing\.bin: HTTP 404"):
+        download.fetch_url(f"{server}/missing.bin", tmp_path / "m.bin", SHA, backoff=0.01)
+    assert len(FaultyHandler.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_url(tmp_path: Path) -> None:
+    src = tmp_path / "corpus.txt"
+    src.write_bytes(BODY)
+    path = download.fetch_url(src.as_uri(), tmp_path / "out" / "corpus.txt", SHA)
+    assert path.read_bytes() == BODY
+
+
+def _url_config(tmp_path: Path, url: str, sha: str = SHA) -> dict:
+    return {
+        "cache_dir": str(tmp_path / "cache"),
+        "lock_file": str(tmp_path / "sources.lock"),
+        "sources": {"web": {"adapter": "url", "url": url, "sha256": sha, "format": "text", "role": "train",
+                            "licence": "CC0", "lang": "en"}},
+    }  # fmt: skip
+
+
+def test_rebuild_into_fresh_output_root_uses_the_cache(server: str, tmp_path: Path) -> None:
+    cfg = _url_config(tmp_path, f"{server}/plain.bin")
+    download.fetch_source(cfg, "web", tmp_path / "run1" / "raw" / "web")
+    assert len(FaultyHandler.requests) == 1
+    download.fetch_source(cfg, "web", tmp_path / "run2" / "raw" / "web")
+    assert len(FaultyHandler.requests) == 1  # nothing fetched the second time
+    assert (tmp_path / "run2" / "raw" / "web" / "plain.bin").read_bytes() == BODY
+    resolved = json.loads((tmp_path / "run2" / "raw" / "web" / "resolved.json").read_text())
+    assert resolved == [{"filename": "plain.bin", "name": "plain.bin", "sha256": SHA, "url": f"{server}/plain.bin",
+                         "version": None}]  # fmt: skip
+    assert (tmp_path / "cache" / "sha256" / SHA / "plain.bin.sha256").read_text().startswith(SHA)
+
+
+def test_failed_source_leaves_no_output_folder(server: str, tmp_path: Path) -> None:
+    cfg = _url_config(tmp_path, f"{server}/plain.bin", sha="1" * 64)
+    with pytest.raises(download.ChecksumMismatchError):
+        download.fetch_source(cfg, "web", tmp_path / "raw" / "web")
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_changed_source_stops_unless_lock_update_is_asked(server: str, tmp_path: Path) -> None:
+    cfg = _url_config(tmp_path, f"{server}/plain.bin")
+    lock.update_lock_file(cfg["lock_file"], {"web": [{"name": "plain.bin", "version": None, "url": "x",
+                                                       "sha256": "2" * 64, "filename": "plain.bin"}]})  # fmt: skip
+    with pytest.raises(lock.LockMismatchError, match=r"plain\.bin: sha256 2{64} -> " + SHA):
+        download.fetch_source(cfg, "web", tmp_path / "raw" / "web")
+    cfg["update_lock"] = True
+    download.fetch_source(cfg, "web", tmp_path / "raw" / "web")
+    assert (tmp_path / "raw" / "web" / "plain.bin").exists()
+
+
+def test_local_source_copies_a_folder(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("hello\n")
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"mine": {"adapter": "local", "path": str(corpus)}}}  # fmt: skip
+    download.fetch_source(cfg, "mine", tmp_path / "raw" / "mine")
+    assert (tmp_path / "raw" / "mine" / "corpus" / "a.txt").read_text() == "hello\n"
+
+
+def test_hf_source_from_a_local_dataset(tmp_path: Path) -> None:
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"text": "Guten Tag"}\n{"text": "Hallo Welt"}\n')
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"hub": {"adapter": "hf", "dataset": str(data), "split": "train"}}}  # fmt: skip
+    download.fetch_source(cfg, "hub", tmp_path / "raw" / "hub")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "raw" / "hub" / "train.parquet").column("text").to_pylist() == [
+        "Guten Tag", "Hallo Welt"
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------- real registries (small packages)
+
+needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
+
+
+@pytest.mark.network
+@needs_apt
+def test_deb_adapter_fetches_and_unpacks(tmp_path: Path) -> None:
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"f": {"adapter": "deb", "packages": ["fortunes-min"]}}}  # fmt: skip
+    resolved = download.fetch_source(cfg, "f", tmp_path / "raw" / "f")
+    assert resolved[0].name == "fortunes-min" and resolved[0].version
+    assert (tmp_path / "raw" / "f" / "fortunes-min" / "usr" / "share" / "games" / "fortunes").is_dir()
+
+
+@pytest.mark.network
+@needs_apt
+def test_missing_deb_package_is_named(tmp_path: Path) -> None:
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"f": {"adapter": "deb", "packages": ["fortunes-min", "no-such-package-polyforge"]}}}  # fmt: skip
+    with pytest.raises(download.PackageNotFoundError, match="no-such-package-polyforge"):
+        download.fetch_source(cfg, "f", tmp_path / "raw" / "f")
+    assert not (tmp_path / "raw" / "f").exists()
+
+
+@pytest.mark.network
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+def test_npm_adapter_and_missing_name(tmp_path: Path) -> None:
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"n": {"adapter": "npm", "package": "is-number", "version": "7.0.0"},
+                       "bad": {"adapter": "npm", "package": "no-such-package-polyforge-x", "version": "1.0.0"}}}  # fmt: skip
+    download.fetch_source(cfg, "n", tmp_path / "raw" / "n")
+    assert (tmp_path / "raw" / "n" / "is-number-7.0.0" / "package" / "package.json").exists()
+    with pytest.raises(download.PackageNotFoundError, match="no-such-package-polyforge-x"):
+        download.fetch_source(cfg, "bad", tmp_path / "raw" / "bad")
