@@ -40,3 +40,13 @@ def lid_model_path() -> Path:
     tmp.write_bytes(data)
     tmp.replace(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full run of the workflow on tests/tiny.yaml, shared by every test that reads its outputs."""
+    from tests.workflow_runner import run_workflow
+
+    output_dir = tmp_path_factory.mktemp("tiny") / "results"
+    run_workflow(output_dir)
+    return output_dir

@@ -10,6 +10,5 @@ PAIRS = [f"{src}-{tgt}" for src, tgt in pfconfig.pairs(config)]
 ALL_TARGETS = []
 
 
-def out(*parts):
-    """A path under the configured output root."""
-    return str(OUT.joinpath(*parts))
+# A path under the configured output root.
+out = lambda *parts: str(OUT.joinpath(*parts))
