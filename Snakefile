@@ -30,6 +30,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/mixture.smk"
 include: "workflow/rules/vocab.smk"
+include: "workflow/rules/shards.smk"
 
 
 rule all:

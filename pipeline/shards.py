@@ -1,0 +1,504 @@
+"""Shards stage: clean text -> token-id shards for MLM (streams of bptt ids) and TLM (filtered pairs).
+
+MLM: per language and split, every clean row is encoded with the joint SentencePiece model and followed
+by </s> (XLM separates sentences with </s>); the concatenation is cut into rows of exactly ``shards.bptt``
+ids. The last row of each (language, split) keeps the tail shorter than bptt rather than dropping it, so
+a series holds exactly Σ (len(encode(text)) + 1) tokens. Rows never hold padding.
+
+TLM: per clean pair file, both sides encoded; rows hold the ids without special tokens (training frames
+them as ``</s> src </s></s> tgt </s>``, TLM_SPECIAL_TOKENS ids). A pair is kept when each side has
+min_tokens..max_tokens ids, the longer side is at most max_len_ratio × the shorter, src + tgt + specials
+≤ max_total_tokens, and its exact (src ids, tgt ids) was not kept before from the same pair file. Each
+rejected pair is counted under the first reason it fails (REJECT_REASONS order).
+
+Splits come from the clean rows' ``split`` column (pipeline.splits decided them at extraction, and the
+clean stage decontaminated train), so shards follow them and never invent their own.
+
+Outputs: ``{shards}/mlm/{split}/{lang}-{i:05d}.arrow``, ``{shards}/tlm/{split}/{src}-{tgt}-{i:05d}.arrow``
+(at most ``shards.max_shard_rows`` rows each), then ``{shards}/manifest.json`` last. Record batches are cut
+from the token stream at fixed sizes, so shard bytes do not depend on how the inputs were batched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sentencepiece as spm
+from tqdm import tqdm
+
+from pipeline import manifest, schemas
+from pipeline.arrow_io import ArrowWriter, iter_batches, read_schema, sha256_file
+from pipeline.logs import stage_logging
+from pipeline.vocab import EOS, PAD
+
+BATCH_ROWS = 1024  # rows per record batch inside a shard file
+TLM_SPECIAL_TOKENS = 4  # </s> src </s></s> tgt </s>
+REJECT_REASONS = (
+    "wrong_languages",
+    "src_too_short",
+    "tgt_too_short",
+    "src_too_long",
+    "tgt_too_long",
+    "length_ratio",
+    "total_too_long",
+    "duplicate",
+)
+
+LOGGER = logging.getLogger("pipeline.shards")
+
+
+class ShardsError(ValueError):
+    """Input the shard stage cannot use, naming the file or config key."""
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _BatchWriter(ArrowWriter):
+    """An ArrowWriter that also takes whole record batches: shard producers size batches themselves."""
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._flush()
+        self._writer.write_batch(batch.replace_schema_metadata(self.schema.metadata))
+        self.rows_written += batch.num_rows
+
+
+SPM_META_KEY = b"polyforge.spm_sha256"
+
+
+def stamped(schema: pa.Schema, spm_sha256: str) -> pa.Schema:
+    """The shard schema with the SentencePiece model's sha256 in its metadata.
+
+    Snakemake deletes a rule's declared output (the manifest) before rerunning it, so the shard files
+    themselves carry the vocabulary they were encoded with; that is what the vocabulary check reads
+    when no manifest is left.
+    """
+    return schema.with_metadata({**(schema.metadata or {}), SPM_META_KEY: spm_sha256.encode()})
+
+
+@dataclass
+class ShardRecord:
+    """One finished shard file, as the manifest lists it (path relative to the shards dir)."""
+
+    path: str
+    kind: str
+    split: str
+    languages: list[str]
+    rows: int
+    tokens: int
+
+
+def count_tokens(column: pa.Array) -> int:
+    """Non-padding ids in a list<int> column."""
+    flat = pc.list_flatten(column)
+    return int(len(flat) - pc.sum(pc.equal(flat, PAD)).as_py()) if len(flat) else 0
+
+
+class ShardSeries:
+    """Numbered shard files ``{prefix}-{i:05d}.arrow`` of one kind, split and language(s).
+
+    A file is opened at its first batch and closed when it holds ``max_rows`` rows; producers ask
+    ``room()`` for the size of the next batch so batches never straddle two files.
+    """
+
+    def __init__(self, shards_dir: Path, prefix: str, schema: pa.Schema, kind: str, split: str,
+                 languages: list[str], max_rows: int, token_columns: Sequence[str]) -> None:  # fmt: skip
+        self.shards_dir, self.prefix, self.schema = shards_dir, prefix, schema
+        self.kind, self.split, self.languages = kind, split, languages
+        self.max_rows, self.token_columns = max_rows, token_columns
+        self.file_schema = schema
+        self.records: list[ShardRecord] = []
+        self._writer: _BatchWriter | None = None
+        self._rows = 0
+        self._tokens = 0
+
+    def room(self) -> int:
+        return min(BATCH_ROWS, self.max_rows - self._rows)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows > self.room():
+            raise AssertionError(f"batch of {batch.num_rows} rows does not fit in {self.room()}")
+        if self._writer is None:
+            relative = f"{self.prefix}-{len(self.records):05d}.arrow"
+            self._writer = _BatchWriter(self.shards_dir / relative, self.file_schema)
+        self._writer.write_batch(batch)
+        self._rows += batch.num_rows
+        self._tokens += sum(count_tokens(batch.column(c)) for c in self.token_columns)
+        if self._rows == self.max_rows:
+            self._finish_file()
+
+    def _finish_file(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        path = self._writer.path.relative_to(self.shards_dir).as_posix()
+        self.records.append(ShardRecord(path, self.kind, self.split, self.languages, self._rows, self._tokens))
+        self._writer, self._rows, self._tokens = None, 0, 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._finish_file()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+
+def list_array(offsets: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))
+
+
+# ---------------------------------------------------------------- MLM
+
+
+class TokenStream:
+    """One (language, split) token stream, cut into rows of ``bptt`` ids and written to a shard series."""
+
+    def __init__(self, series: ShardSeries, lang: str, bptt: int) -> None:
+        self.series, self.lang, self.bptt = series, lang, bptt
+        self.documents = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+
+    def extend(self, tokens: np.ndarray, documents: int) -> None:
+        self._pending.append(tokens)
+        self._pending_len += len(tokens)
+        self.documents += documents
+        while self._pending_len >= self.series.room() * self.bptt:  # a whole batch is ready
+            self._emit_rows(self.series.room())
+
+    def _take(self, n: int) -> np.ndarray:
+        buffer = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = [buffer[n:]]
+        self._pending_len -= n
+        return buffer[:n]
+
+    def _emit_rows(self, rows: int, tail: int = 0) -> None:
+        values = self._take(rows * self.bptt + tail)
+        offsets = np.arange(0, rows * self.bptt + 1, self.bptt, dtype=np.int32)
+        if tail:
+            offsets = np.append(offsets, len(values)).astype(np.int32)
+        n = len(offsets) - 1
+        batch = pa.RecordBatch.from_arrays(
+            [pa.repeat(self.lang, n), pa.repeat(self.series.split, n), list_array(offsets, values)],
+            schema=schemas.MLM_SHARD,
+        )
+        self.series.write(batch)
+
+    def close(self) -> None:
+        """Write the remaining full rows, then the tail shorter than bptt as one last row."""
+        while self._pending_len >= self.bptt:
+            self._emit_rows(min(self.series.room(), self._pending_len // self.bptt))
+        if self._pending_len:
+            self._emit_rows(0, tail=self._pending_len)
+        self.series.close()
+
+
+def encode_batch(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[np.ndarray]:
+    """Batch encode (one C++ call, ``threads`` workers) straight into int32 numpy arrays."""
+    return sp.encode(texts, return_type="numpy", num_threads=threads)
+
+
+def join_with_eos(pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """ids(doc1) </s> ids(doc2) </s> ...: every document followed by the end-of-sentence id."""
+    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    out = np.full(int(lengths.sum()) + len(pieces), EOS, dtype=np.int32)
+    is_text = np.ones(len(out), dtype=bool)
+    is_text[np.cumsum(lengths + 1) - 1] = False
+    if len(pieces):
+        out[is_text] = np.concatenate(pieces)
+    return out
+
+
+def flatten(docs: Sequence[list[int]]) -> np.ndarray:
+    """One int32 array of the concatenated id lists (each already ends with </s>)."""
+    return np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=sum(map(len, docs)))
+
+
+def split_codes(column: pa.Array, path: Path) -> np.ndarray:
+    """The split of each row as a numpy string array; an unknown split is an error naming the file."""
+    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    unknown = set(values) - set(schemas.SPLITS)
+    if unknown:
+        raise ShardsError(f"{path}: unknown split value(s) {sorted(unknown)!r}; expected one of {schemas.SPLITS}")
+    return values
+
+
+def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, shards_dir: Path,
+                       scfg: Mapping[str, Any], threads: int, spm_sha256: str = "") -> list[ShardRecord]:  # fmt: skip
+    """Stream one clean file into MLM shards for every split it holds."""
+    streams: dict[str, TokenStream] = {}
+
+    def stream_for(split: str) -> TokenStream:
+        if split not in streams:
+            series = ShardSeries(shards_dir, f"mlm/{split}/{lang}", stamped(schemas.MLM_SHARD, spm_sha256), "mlm",
+                                 split, [lang], scfg["max_shard_rows"], ["input_ids"])  # fmt: skip
+            streams[split] = TokenStream(series, lang, scfg["bptt"])
+        return streams[split]
+
+    try:
+        for batch in tqdm(iter_batches(path, ["split", "text"]), desc=f"mlm {lang}", unit="batch", disable=None):
+            splits = split_codes(batch.column("split"), path)
+            # Python lists with </s> appended by sentencepiece, flattened in one pass: cheaper than a numpy
+            # array per row (the stage stays close to raw encode speed, see bench/bench_shards.py).
+            encoded = sp.encode(batch.column("text").to_pylist(), add_eos=True, num_threads=threads)
+            for split in schemas.SPLITS:
+                rows = np.flatnonzero(splits == split)
+                if rows.size:
+                    docs = encoded if rows.size == len(encoded) else [encoded[i] for i in rows]
+                    stream_for(split).extend(flatten(docs), int(rows.size))
+        for split in sorted(streams):
+            streams[split].close()
+    except BaseException:
+        for stream in streams.values():
+            stream.series.abort()
+        raise
+    for split in sorted(streams):
+        s = streams[split]
+        LOGGER.info("shards: mlm %s/%s: %d documents -> %d rows", split, lang, s.documents,
+                 sum(r.rows for r in s.series.records))  # fmt: skip
+    return [r for split in sorted(streams) for r in streams[split].series.records]
+
+
+# ---------------------------------------------------------------- TLM
+
+
+@dataclass(frozen=True)
+class TlmLimits:
+    min_tokens: int
+    max_tokens: int
+    max_len_ratio: float
+    max_total_tokens: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> TlmLimits:
+        t = cfg["shards"]["tlm"]
+        return cls(t["min_tokens"], t["max_tokens"], float(t["max_len_ratio"]), t["max_total_tokens"])
+
+
+def length_rejections(src_len: np.ndarray, tgt_len: np.ndarray, limits: TlmLimits) -> np.ndarray:
+    """The first failing length rule of each pair ('' when it passes them all)."""
+    longer, shorter = np.maximum(src_len, tgt_len), np.minimum(src_len, tgt_len)
+    rules = [
+        ("src_too_short", src_len < limits.min_tokens),
+        ("tgt_too_short", tgt_len < limits.min_tokens),
+        ("src_too_long", src_len > limits.max_tokens),
+        ("tgt_too_long", tgt_len > limits.max_tokens),
+        ("length_ratio", longer > limits.max_len_ratio * np.maximum(shorter, 1)),
+        ("total_too_long", src_len + tgt_len + TLM_SPECIAL_TOKENS > limits.max_total_tokens),
+    ]
+    reasons = np.full(len(src_len), "", dtype=object)
+    for reason, failed in reversed(rules):  # later rules first, so the earliest failing one wins
+        reasons[failed] = reason
+    return reasons
+
+
+def pair_key(src: np.ndarray, tgt: np.ndarray) -> bytes:
+    """16-byte key of the exact id sequences (length-prefixed, so the split point is part of it)."""
+    digest = hashlib.blake2b(len(src).to_bytes(4, "little"), digest_size=16)
+    digest.update(src.astype(np.int32, copy=False).tobytes())
+    digest.update(tgt.astype(np.int32, copy=False).tobytes())
+    return digest.digest()
+
+
+class PairRows:
+    """Kept pairs of one (pair, split), written in batches of the size the series has room for."""
+
+    def __init__(self, series: ShardSeries, src_lang: str, tgt_lang: str) -> None:
+        self.series, self.src_lang, self.tgt_lang = series, src_lang, tgt_lang
+        self._rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+    def add(self, row_id: str, src: np.ndarray, tgt: np.ndarray) -> None:
+        self._rows.append((row_id, src, tgt))
+        if len(self._rows) >= self.series.room():
+            self._emit(self.series.room())
+
+    def _emit(self, n: int) -> None:
+        rows, self._rows = self._rows[:n], self._rows[n:]
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array([r[0] for r in rows], pa.string()),
+                pa.repeat(self.series.split, n),
+                pa.repeat(self.src_lang, n),
+                pa.repeat(self.tgt_lang, n),
+                ids_column([r[1] for r in rows]),
+                ids_column([r[2] for r in rows]),
+            ],
+            schema=schemas.TLM_SHARD,
+        )
+        self.series.write(batch)
+
+    def close(self) -> None:
+        while self._rows:
+            self._emit(min(self.series.room(), len(self._rows)))
+        self.series.close()
+
+
+def ids_column(pieces: Sequence[np.ndarray]) -> pa.ListArray:
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int32)
+    np.cumsum([len(p) for p in pieces], out=offsets[1:])
+    values = np.concatenate(pieces) if pieces else np.empty(0, np.int32)
+    return list_array(offsets, values)
+
+
+@dataclass
+class PairStats:
+    read: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "kept": self.kept, "rejected": {r: self.rejected.get(r, 0) for r in REJECT_REASONS}}
+
+
+def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str, path: Path, shards_dir: Path,
+                   cfg: Mapping[str, Any], threads: int, spm_sha256: str = "") -> tuple[list[ShardRecord], PairStats]:  # fmt: skip
+    """Stream one clean pair file into TLM shards for every split it holds; count rejects by reason."""
+    limits, stats, seen = TlmLimits.from_config(cfg), PairStats(), set()
+    writers: dict[str, PairRows] = {}
+
+    def writer_for(split: str) -> PairRows:
+        if split not in writers:
+            series = ShardSeries(shards_dir, f"tlm/{split}/{src_lang}-{tgt_lang}", stamped(schemas.TLM_SHARD, spm_sha256),
+                                 "tlm", split, [src_lang, tgt_lang], cfg["shards"]["max_shard_rows"],
+                                 ["src_ids", "tgt_ids"])  # fmt: skip
+            writers[split] = PairRows(series, src_lang, tgt_lang)
+        return writers[split]
+
+    columns = ["row_id", "split", "src_lang", "tgt_lang", "src_text", "tgt_text"]
+    try:
+        for batch in tqdm(iter_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
+            splits = split_codes(batch.column("split"), path)
+            src = encode_batch(sp, batch.column("src_text").to_pylist(), threads)
+            tgt = encode_batch(sp, batch.column("tgt_text").to_pylist(), threads)
+            reasons = length_rejections(np.array([len(x) for x in src]), np.array([len(x) for x in tgt]), limits)
+            wrong = pc.or_(pc.not_equal(batch.column("src_lang"), src_lang),
+                           pc.not_equal(batch.column("tgt_lang"), tgt_lang))  # fmt: skip
+            reasons[np.asarray(wrong.to_numpy(zero_copy_only=False), dtype=bool)] = "wrong_languages"
+            row_ids = batch.column("row_id").to_pylist()
+            stats.read += batch.num_rows
+            for i, reason in enumerate(reasons):
+                if not reason:
+                    key = pair_key(src[i], tgt[i])
+                    reason = "duplicate" if key in seen else ""
+                    seen.add(key)
+                if reason:
+                    stats.rejected[reason] += 1
+                    continue
+                stats.kept += 1
+                writer_for(splits[i]).add(row_ids[i], src[i], tgt[i])
+        for split in sorted(writers):
+            writers[split].close()
+    except BaseException:
+        for w in writers.values():
+            w.series.abort()
+        raise
+    LOGGER.info("shards: tlm %s-%s: %s", src_lang, tgt_lang, stats.as_dict())
+    return [r for split in sorted(writers) for r in writers[split].series.records], stats
+
+
+def configured_pair(stem: str, languages: Iterable[str]) -> tuple[str, str] | None:
+    """(src, tgt) when a pair file name ``{src}-{tgt}`` names two configured languages (codes may hold '-')."""
+    codes = sorted(languages)
+    matches = [(a, b) for a in codes for b in codes if a != b and f"{a}-{b}" == stem]
+    return matches[0] if len(matches) == 1 else None
+
+
+# ---------------------------------------------------------------- stage
+
+
+def load_processor(spm_model: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    if sp.eos_id() != EOS or sp.pad_id() != PAD:
+        raise ShardsError(f"{spm_model}: expected pad id {PAD} and eos id {EOS}, found {sp.pad_id()} and {sp.eos_id()}")
+    return sp
+
+
+def check_shard_vocabulary(shards_dir: Path, spm_sha256: str) -> None:
+    """Refuse when shard files already in ``shards_dir`` were encoded with another SentencePiece model."""
+    for kind in ("mlm", "tlm"):
+        for path in sorted((shards_dir / kind).rglob("*.arrow")):
+            try:
+                meta = read_schema(path).metadata or {}
+            except (OSError, pa.ArrowInvalid):
+                continue  # an unreadable leftover is removed by the reset below
+            old = meta.get(SPM_META_KEY, b"").decode()
+            if old and old != spm_sha256:
+                raise manifest.ManifestError(
+                    f"{path}: this shard was encoded with a SentencePiece model of sha256 {old}, but the model "
+                    f"given now has sha256 {spm_sha256}: the vocabulary changed. Delete the shards directory "
+                    f"{shards_dir} to rebuild every shard with the new model (shards are never mixed)."
+                )
+
+
+# Atomic scheme: every shard file is written to a hidden temp name and renamed when complete
+# (ArrowWriter), and the manifest, the rule's declared output, is written last and removed first.
+# So a SIGKILL can leave complete shard files of an unfinished build, but never a manifest, and
+# nothing reads shards except through the manifest; a rerun resets the folders and rebuilds. This
+# keeps the shards dir path stable (no directory rename over a folder users may hold open).
+def reset_shards_dir(shards_dir: Path) -> None:
+    """Remove the manifest first (it marks a finished build), then old shards (a config change may leave extras)."""
+    (shards_dir / manifest.MANIFEST_NAME).unlink(missing_ok=True)
+    for kind in ("mlm", "tlm"):
+        shutil.rmtree(shards_dir / kind, ignore_errors=True)
+        (shards_dir / kind).mkdir(parents=True, exist_ok=True)
+
+
+def run_shards_stage(
+    cfg: Mapping[str, Any],
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    pair_paths: Iterable[str | os.PathLike[str]],
+    spm_model: str | os.PathLike[str],
+    shards_dir: str | os.PathLike[str],
+    log: str | os.PathLike[str] | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Encode clean files (``{lang: path}``) and clean pair files into shards under ``shards_dir``; return the manifest.
+
+    Refuses (ShardsError) when ``shards_dir`` already has a manifest made with another SentencePiece model.
+    """
+    shards_dir = Path(shards_dir)
+    with stage_logging(log) as logger:
+        spm_sha256 = sha256_file(spm_model)
+        try:
+            manifest.check_vocabulary(shards_dir / manifest.MANIFEST_NAME, spm_sha256)
+            check_shard_vocabulary(shards_dir, spm_sha256)
+        except manifest.ManifestError as exc:
+            raise ShardsError(str(exc)) from None
+        sp = load_processor(spm_model)
+        reset_shards_dir(shards_dir)
+        records: list[ShardRecord] = []
+        for lang in sorted(clean_paths):
+            if lang not in cfg["languages"]:
+                logger.warning("shards: %s: language %r is not in config; skipped", clean_paths[lang], lang)
+                continue
+            records += build_mlm_language(sp, lang, Path(clean_paths[lang]), shards_dir, cfg["shards"], threads,
+                                          spm_sha256)  # fmt: skip
+        tlm_stats: dict[str, dict[str, Any]] = {}
+        skipped: list[str] = []
+        for path in sorted(Path(p) for p in pair_paths):
+            pair = configured_pair(path.name.removesuffix(".arrow"), cfg["languages"])
+            if pair is None:
+                logger.warning("shards: %s: pair languages are not both in config; skipped", path)
+                skipped.append(path.name)
+                continue
+            pair_records, stats = build_tlm_pair(sp, *pair, path, shards_dir, cfg, threads, spm_sha256)
+            records += pair_records
+            tlm_stats["-".join(pair)] = stats.as_dict()
+        result = manifest.build_manifest(shards_dir, [r.__dict__ for r in records], spm_model, spm_sha256, cfg,
+                                         {"pairs": tlm_stats, "skipped_files": skipped})  # fmt: skip
+        manifest.write_manifest(shards_dir / manifest.MANIFEST_NAME, result)
+        logger.info("shards: wrote %d shards and %s", len(records), shards_dir / manifest.MANIFEST_NAME)
+    return result

@@ -1,0 +1,25 @@
+# shards: clean/{lang}.arrow + clean/pairs/{src}-{tgt}.arrow + vocab/spm.model -> MLM streams of bptt ids
+# (shards/mlm/{split}/{lang}-{i:05d}.arrow), filtered TLM pairs (shards/tlm/{split}/{src}-{tgt}-{i:05d}.arrow)
+# and shards/manifest.json. The manifest is the declared output and is written last (each shard file is
+# atomic on its own), so a killed run never leaves a manifest; the stage resets mlm/ and tlm/ on a rerun.
+
+
+rule shards:
+    input:
+        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
+        pairs=[out("clean", "pairs", f"{p}.arrow") for p in PAIRS],
+        model=out("vocab", "spm.model"),
+    output:
+        manifest=out("shards", "manifest.json"),
+    log:
+        out("logs", "shards.log"),
+    threads: workflow.cores  # encoding threads; ids do not depend on the thread count
+    run:
+        from pipeline import shards
+
+        shards.run_shards_stage(
+            config, dict(zip(LANGUAGES, input.clean)), input.pairs, input.model, out("shards"), log=log[0], threads=threads
+        )
+
+
+ALL_TARGETS.append(out("shards", "manifest.json"))
