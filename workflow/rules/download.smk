@@ -42,4 +42,5 @@ rule lock:
         download.write_lock(config, [f"{d}/resolved.json" for d in input], output[0])
 
 
-ALL_TARGETS.extend([config["lock_file"], out("raw", "_lid", "model.ftz")])
+ALL_TARGETS.extend([out("raw", s) for s in ALL_SOURCES])
+ALL_TARGETS.extend([out("raw", "_lid", "model.ftz"), config["lock_file"]])
