@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import schemas
-from pipeline.arrow_io import iter_batches, read_schema
+from pipeline.arrow_io import iter_batches, read_schema, sha256_file
 
 PAD = 0  # pipeline.vocab.PAD; not imported so inspect works without the vocab stage's imports
 TOKEN_COLUMNS = {"input_ids": "text", "src_ids": "src_text", "tgt_ids": "tgt_text"}  # ids -> decoded column
@@ -82,6 +82,21 @@ def find_spm(path: Path) -> Path | None:
         if (folder / "vocab").is_dir() or (folder / "shards").is_dir():
             model = folder / "vocab" / "spm.model"
             return model if model.is_file() else None
+    return None
+
+
+def manifest_mismatch(path: Path, model: Path) -> str | None:
+    """A note when the shards manifest nearest above PATH records another SentencePiece model than ``model``."""
+    for folder in [path if path.is_dir() else path.parent, *path.resolve().parents]:
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                expected = (json.loads(manifest.read_text(encoding="utf-8")).get("spm_model") or {}).get("sha256")
+            except (json.JSONDecodeError, AttributeError):
+                return None
+            if expected and sha256_file(model) != expected:
+                return f"{model} is not the model {manifest} was encoded with: ids not decoded (give --spm)"
+            return None
     return None
 
 
@@ -200,6 +215,8 @@ def inspect_path(path: str | Path, rows: int = 3, spm_model: str | Path | None =
     notes = []
     if needs_spm and model is None:
         notes.append(f"no SentencePiece model found above {path} (give --spm): token ids are not decoded")
+    elif needs_spm and not spm_model and (mismatch := manifest_mismatch(path, model)):
+        notes.append(mismatch)  # a retrained vocabulary would decode old shards into plausible-looking nonsense
     elif needs_spm:
         sp = load_spm(model)
         for summary in summaries:

@@ -22,7 +22,6 @@ from the token stream at fixed sizes, so shard bytes do not depend on how the in
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 import shutil
@@ -206,25 +205,25 @@ class TokenStream:
         self.series.close()
 
 
-def encode_batch(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[np.ndarray]:
-    """Batch encode (one C++ call, ``threads`` workers) straight into int32 numpy arrays."""
-    return sp.encode(texts, return_type="numpy", num_threads=threads)
+EOS_BYTES = np.int32(EOS).tobytes()
 
 
-def join_with_eos(pieces: Sequence[np.ndarray]) -> np.ndarray:
-    """ids(doc1) </s> ids(doc2) </s> ...: every document followed by the end-of-sentence id."""
-    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-    out = np.full(int(lengths.sum()) + len(pieces), EOS, dtype=np.int32)
-    is_text = np.ones(len(out), dtype=bool)
-    is_text[np.cumsum(lengths + 1) - 1] = False
-    if len(pieces):
-        out[is_text] = np.concatenate(pieces)
-    return out
+def encode_buffers(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[Any]:
+    """Each text's ids as an int32 buffer, without a Python int per id.
+
+    ``sp.encode(texts, return_type="numpy")`` gets exactly these buffers from C++ and then wraps each in a
+    numpy array in a Python loop; calling the same C++ method directly skips that loop. Falls back to the
+    public call if sentencepiece changes the private one (the tests compare ids with ``sp.encode``).
+    """
+    try:
+        return sp._processor._EncodeAsBufferBatch(texts, threads, None, False, -1, 0.0, False, False, False)
+    except (AttributeError, TypeError):
+        return sp.encode(texts, return_type="numpy", num_threads=threads)
 
 
-def flatten(docs: Sequence[list[int]]) -> np.ndarray:
-    """One int32 array of the concatenated id lists (each already ends with </s>)."""
-    return np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=sum(map(len, docs)))
+def join_with_eos(docs: Sequence[Any]) -> np.ndarray:
+    """ids(doc1) </s> ids(doc2) </s> ...: every document followed by </s>, from int32 id buffers in one join."""
+    return np.frombuffer(EOS_BYTES.join(docs) + EOS_BYTES, dtype=np.int32) if len(docs) else np.empty(0, np.int32)
 
 
 def split_codes(column: pa.Array, path: Path) -> np.ndarray:
@@ -253,12 +252,12 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
             splits = split_codes(batch.column("split"), path)
             # Python lists with </s> appended by sentencepiece, flattened in one pass: cheaper than a numpy
             # array per row (the stage stays close to raw encode speed, see bench/bench_shards.py).
-            encoded = sp.encode(batch.column("text").to_pylist(), add_eos=True, num_threads=threads)
+            encoded = encode_buffers(sp, batch.column("text").to_pylist(), threads)
             for split in schemas.SPLITS:
                 rows = np.flatnonzero(splits == split)
                 if rows.size:
                     docs = encoded if rows.size == len(encoded) else [encoded[i] for i in rows]
-                    stream_for(split).extend(flatten(docs), int(rows.size))
+                    stream_for(split).extend(join_with_eos(docs), int(rows.size))
         for split in sorted(streams):
             streams[split].close()
     except BaseException:
@@ -305,12 +304,27 @@ def length_rejections(src_len: np.ndarray, tgt_len: np.ndarray, limits: TlmLimit
     return reasons
 
 
-def pair_key(src: np.ndarray, tgt: np.ndarray) -> bytes:
+def id_counts(buffers: Sequence[Any]) -> np.ndarray:
+    return np.fromiter((memoryview(b).nbytes // 4 for b in buffers), dtype=np.int64, count=len(buffers))
+
+
+def pair_key(src: Any, tgt: Any) -> bytes:
     """16-byte key of the exact id sequences (length-prefixed, so the split point is part of it)."""
-    digest = hashlib.blake2b(len(src).to_bytes(4, "little"), digest_size=16)
-    digest.update(src.astype(np.int32, copy=False).tobytes())
-    digest.update(tgt.astype(np.int32, copy=False).tobytes())
+    digest = hashlib.blake2b(memoryview(src).nbytes.to_bytes(4, "little"), digest_size=16)
+    digest.update(src)
+    digest.update(tgt)
     return digest.digest()
+
+
+def first_occurrences(candidates: list[int], src: Sequence[Any], tgt: Sequence[Any], seen: set[bytes]) -> list[int]:
+    """The candidates whose exact (src, tgt) ids were not seen before (``seen`` is updated)."""
+    kept = []
+    for i in candidates:
+        key = pair_key(src[i], tgt[i])
+        if key not in seen:
+            seen.add(key)
+            kept.append(i)
+    return kept
 
 
 class PairRows:
@@ -318,39 +332,45 @@ class PairRows:
 
     def __init__(self, series: ShardSeries, src_lang: str, tgt_lang: str) -> None:
         self.series, self.src_lang, self.tgt_lang = series, src_lang, tgt_lang
-        self._rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self._row_ids: list[str] = []
+        self._src: list[Any] = []  # int32 id buffers
+        self._tgt: list[Any] = []
 
-    def add(self, row_id: str, src: np.ndarray, tgt: np.ndarray) -> None:
-        self._rows.append((row_id, src, tgt))
-        if len(self._rows) >= self.series.room():
+    def extend(self, row_ids: list[str], src: list[Any], tgt: list[Any]) -> None:
+        self._row_ids += row_ids
+        self._src += src
+        self._tgt += tgt
+        while len(self._row_ids) >= self.series.room():
             self._emit(self.series.room())
 
     def _emit(self, n: int) -> None:
-        rows, self._rows = self._rows[:n], self._rows[n:]
+        row_ids, self._row_ids = self._row_ids[:n], self._row_ids[n:]
+        src, self._src = self._src[:n], self._src[n:]
+        tgt, self._tgt = self._tgt[:n], self._tgt[n:]
         batch = pa.RecordBatch.from_arrays(
             [
-                pa.array([r[0] for r in rows], pa.string()),
+                pa.array(row_ids, pa.string()),
                 pa.repeat(self.series.split, n),
                 pa.repeat(self.src_lang, n),
                 pa.repeat(self.tgt_lang, n),
-                ids_column([r[1] for r in rows]),
-                ids_column([r[2] for r in rows]),
+                ids_column(src),
+                ids_column(tgt),
             ],
             schema=schemas.TLM_SHARD,
         )
         self.series.write(batch)
 
     def close(self) -> None:
-        while self._rows:
-            self._emit(min(self.series.room(), len(self._rows)))
+        while self._row_ids:
+            self._emit(min(self.series.room(), len(self._row_ids)))
         self.series.close()
 
 
-def ids_column(pieces: Sequence[np.ndarray]) -> pa.ListArray:
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int32)
-    np.cumsum([len(p) for p in pieces], out=offsets[1:])
-    values = np.concatenate(pieces) if pieces else np.empty(0, np.int32)
-    return list_array(offsets, values)
+def ids_column(buffers: Sequence[Any]) -> pa.ListArray:
+    """A list<int32> column from int32 id buffers, one per row."""
+    offsets = np.zeros(len(buffers) + 1, dtype=np.int32)
+    np.cumsum(id_counts(buffers), out=offsets[1:])
+    return list_array(offsets, np.frombuffer(b"".join(buffers), dtype=np.int32))
 
 
 @dataclass
@@ -381,24 +401,22 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
     try:
         for batch in tqdm(iter_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
             splits = split_codes(batch.column("split"), path)
-            src = encode_batch(sp, batch.column("src_text").to_pylist(), threads)
-            tgt = encode_batch(sp, batch.column("tgt_text").to_pylist(), threads)
-            reasons = length_rejections(np.array([len(x) for x in src]), np.array([len(x) for x in tgt]), limits)
+            src = encode_buffers(sp, batch.column("src_text").to_pylist(), threads)
+            tgt = encode_buffers(sp, batch.column("tgt_text").to_pylist(), threads)
+            reasons = length_rejections(id_counts(src), id_counts(tgt), limits)
             wrong = pc.or_(pc.not_equal(batch.column("src_lang"), src_lang),
                            pc.not_equal(batch.column("tgt_lang"), tgt_lang))  # fmt: skip
             reasons[np.asarray(wrong.to_numpy(zero_copy_only=False), dtype=bool)] = "wrong_languages"
             row_ids = batch.column("row_id").to_pylist()
+            kept = first_occurrences(np.flatnonzero(reasons == "").tolist(), src, tgt, seen)
+            reasons[np.setdiff1d(np.flatnonzero(reasons == ""), kept)] = "duplicate"
             stats.read += batch.num_rows
-            for i, reason in enumerate(reasons):
-                if not reason:
-                    key = pair_key(src[i], tgt[i])
-                    reason = "duplicate" if key in seen else ""
-                    seen.add(key)
-                if reason:
-                    stats.rejected[reason] += 1
-                    continue
-                stats.kept += 1
-                writer_for(splits[i]).add(row_ids[i], src[i], tgt[i])
+            stats.kept += len(kept)
+            stats.rejected.update(r for r in reasons.tolist() if r)
+            for split in schemas.SPLITS:
+                rows = [i for i in kept if splits[i] == split]
+                if rows:
+                    writer_for(split).extend([row_ids[i] for i in rows], [src[i] for i in rows], [tgt[i] for i in rows])
         for split in sorted(writers):
             writers[split].close()
     except BaseException:

@@ -12,7 +12,7 @@ import pytest
 from pipeline import schemas
 from pipeline.arrow_io import ArrowWriter
 from pipeline.inspect import InspectError, dataset_kind, inspect_path
-from tests.test_shards import REPO, build, clean_rows, pair_rows
+from tests.test_shards import REPO, build, clean_rows, pair_rows, train_spm
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,17 @@ def test_clear_errors_name_the_file(root, tmp_path):
     not_arrow.write_text("hello")
     with pytest.raises(InspectError, match="notes.arrow: not an Arrow IPC file"):
         inspect_path(not_arrow)
+
+
+def test_model_that_is_not_the_manifests_is_not_used_to_decode(root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "shards", copy / "shards")
+    (copy / "vocab").mkdir()
+    (copy / "vocab" / "spm.model").write_bytes(train_spm(vocab_size=340, seed=8))  # a retrained vocabulary
+    report = inspect_path(copy / "shards" / "mlm" / "train", rows=1)
+    assert "text" not in report["datasets"][0]["samples"][0]
+    assert any("not the model" in note and "manifest.json" in note for note in report["notes"])
+    given = inspect_path(copy / "shards" / "mlm" / "train", rows=1, spm_model=root / "vocab" / "spm.model")
+    assert "text" in given["datasets"][0]["samples"][0] and not given["notes"]  # --spm is the user's word

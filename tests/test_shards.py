@@ -291,4 +291,4 @@ def test_input_batching_does_not_change_shard_bytes(built, tmp_path):
 def test_token_count_ignores_padding():
     column = pa.array([[5, 6, 0, 0], [2]], pa.list_(pa.int32()))
     assert shards.count_tokens(column) == 3
-    assert np.array_equal(shards.join_with_eos([np.array([7, 8]), np.array([], np.int32)]), [7, 8, 2, 2])
+    assert np.array_equal(shards.join_with_eos([np.array([7, 8], np.int32), np.array([], np.int32)]), [7, 8, 2, 2])
