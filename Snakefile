@@ -28,6 +28,7 @@ OUT = Path(config["output_dir"])
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/clean.smk"
 include: "workflow/rules/mixture.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/shards.smk"

@@ -1,0 +1,203 @@
+"""Per-language statistics of the clean stage, its plots, and the LID evaluation on UDHR.
+
+Counts are integers only (so ``languages.json`` is byte-identical across runs and worker counts);
+the driver of the clean stage feeds kept and rejected tables here in partition order.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import langs, lid
+from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.dedup import KeySet, as_keys
+
+LOG = logging.getLogger("pipeline.stats")
+
+
+@dataclass
+class GroupStats:
+    """Counts for one language (or one pair) of the clean stage."""
+
+    name: str
+    word_unit: str = "words"  # "characters" for unspaced scripts
+    rows_in: int = 0
+    kept: int = 0
+    characters: int = 0
+    words: int = 0
+    repairs: collections.Counter = field(default_factory=collections.Counter)  # invalid UTF-8, NUL, controls
+    rejected: collections.Counter = field(default_factory=collections.Counter)
+    predicted: collections.Counter = field(default_factory=collections.Counter)  # labels of LID-rejected rows
+    hist_kept: np.ndarray = field(default_factory=lambda: np.zeros(lid.PROB_BINS, dtype=np.int64))
+    hist_rejected: np.ndarray = field(default_factory=lambda: np.zeros(lid.PROB_BINS, dtype=np.int64))
+    docs: KeySet = field(default_factory=KeySet)  # (source, doc_id) of kept rows, 16 bytes a document
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        self.rows_in += counts["rows_in"]
+        self.repairs.update({k: v for k, v in counts.items() if k != "rows_in"})
+
+    def add_kept(self, table: pa.Table, chars: np.ndarray, words: np.ndarray, prob_columns: list[str]) -> None:
+        self.kept += table.num_rows
+        self.characters += int(chars.sum())
+        self.words += int(words.sum())
+        if table.num_rows:
+            docs = pc.binary_join_element_wise(table.column("source"), table.column("doc_id"), "\x00")
+            digests = [hashlib.blake2b(d.encode("utf-8"), digest_size=16).digest() for d in pc.unique(docs).to_pylist()]
+            self.docs.first_new(as_keys(digests))
+        for column in prob_columns:
+            self.hist_kept += _hist(table.column(column))
+
+    def add_rejected(self, table: pa.Table, prob_columns: list[str]) -> None:
+        for reason, count in _value_counts(table.column("reason")):
+            self.rejected[reason] += count
+        if "lid_label" in table.column_names:  # what LID said of the rows it rejected: a wrong code shows here
+            lid_rejected = table.filter(pc.starts_with(table.column("reason"), "lid-"))
+            for label, count in _value_counts(lid_rejected.column("lid_label")):
+                self.predicted[label] += count
+        for column in prob_columns:
+            self.hist_rejected += _hist(table.column(column))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "documents": len(self.docs),
+            "lines": self.kept,
+            "characters": self.characters,
+            "words": self.words,
+            "word_unit": self.word_unit,
+            "kept": self.kept,
+            "rejected": dict(sorted(self.rejected.items())),
+            "rejected_total": sum(self.rejected.values()),
+            "repaired": {k: int(v) for k, v in sorted(self.repairs.items())},
+            "rejected_lid_labels": dict(self.top_predicted(10)),
+            "lid_histogram": {
+                "bins": [f"{i / lid.PROB_BINS:.1f}-{(i + 1) / lid.PROB_BINS:.1f}" for i in range(lid.PROB_BINS)],
+                "kept": self.hist_kept.astype(int).tolist(),
+                "rejected": self.hist_rejected.astype(int).tolist(),
+            },
+        }
+
+    def top_predicted(self, n: int = 5) -> list[tuple[str, int]]:
+        """The most frequent LID labels among rejected rows (ties broken by label)."""
+        return sorted(self.predicted.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+    def describe_predicted(self, n: int = 5) -> str:
+        return ", ".join(f"{label} ({count})" for label, count in self.top_predicted(n)) or "none (no row reached LID)"
+
+
+def _value_counts(column: pa.ChunkedArray) -> list[tuple[str, int]]:
+    if len(column) == 0:
+        return []
+    counts = pc.value_counts(column.drop_null())
+    return list(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+
+
+def _hist(column: pa.ChunkedArray) -> np.ndarray:
+    probs = column.drop_null().to_numpy()
+    return np.asarray(lid.histogram(probs), dtype=np.int64) if len(probs) else np.zeros(lid.PROB_BINS, np.int64)
+
+
+def write_languages_json(path: str | os.PathLike[str], languages: dict[str, GroupStats], pairs: dict[str, GroupStats]):
+    write_json(
+        path,
+        {
+            "languages": {k: v.to_dict() for k, v in sorted(languages.items())},
+            "pairs": {k: v.to_dict() for k, v in sorted(pairs.items())},
+        },
+    )
+
+
+def _savefig(fig, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        # No timestamp or software version in the PNG: same stats, same bytes.
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+
+
+def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(languages)
+    fig, axes = plt.subplots(1, 2, figsize=(max(6, len(names) * 0.9), 4))
+    axes[0].bar(names, [languages[n].kept for n in names], color="tab:blue")
+    axes[0].set_title("kept lines per language")
+    axes[0].set_yscale("symlog")
+    axes[1].bar(names, [languages[n].characters for n in names], color="tab:green")
+    axes[1].set_title("kept characters per language")
+    axes[1].set_yscale("symlog")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(languages)
+    reasons = sorted({r for s in languages.values() for r in s.rejected})
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.9), 4))
+    bottom = np.zeros(len(names))
+    for reason in reasons:
+        values = np.array([languages[n].rejected.get(reason, 0) for n in names], dtype=float)
+        ax.bar(names, values, bottom=bottom, label=reason)
+        bottom += values
+    ax.set_title("rejected rows per language, by reason")
+    if reasons:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def evaluate_lid_udhr(cfg: dict[str, Any], udhr_dirs: dict[str, Path], model_path: str | os.PathLike[str]) -> dict:
+    """LID accuracy per configured language on UDHR rows: top-1 == expected and p ≥ threshold."""
+    from pipeline.clean import normalize_texts  # the same text LID sees in the clean stage
+
+    if not udhr_dirs:
+        return {"note": "no eval source with format 'udhr' is configured", "sources": {}}
+    threshold_default = float(cfg["lid"]["threshold"])
+    overrides = cfg["lid"].get("labels") or {}
+    result: dict[str, Any] = {"sources": {}}
+    for source in sorted(udhr_dirs):
+        per_lang: dict[str, Any] = {}
+        for code, options in cfg["languages"].items():
+            path = Path(udhr_dirs[source]) / f"{code}.arrow"
+            if options.get("lid", True) is False:
+                per_lang[code] = {"skipped": "lid: false"}
+                continue
+            if not path.exists():
+                per_lang[code] = {"skipped": "no UDHR text for this language"}
+                continue
+            threshold = float(options.get("lid_threshold", threshold_default))
+            expected = lid.expected_label(code, overrides)
+            texts: list[str] = []
+            for batch in iter_batches(path, ["text"]):
+                cleaned, _ = normalize_texts(batch.column(0))
+                texts.extend(t for t in cleaned.to_pylist() if t)
+            labels, probs = lid.predict(model_path, texts, int(cfg["lid"]["batch_size"]))
+            correct = sum(1 for r in lid.decide(labels, probs, expected, threshold) if r is None)
+            confusions = collections.Counter(langs.label_to_canonical(la) for la in labels if la != expected)
+            per_lang[code] = {
+                "rows": len(texts),
+                "correct": correct,
+                "accuracy": round(correct / len(texts), 4) if texts else None,
+                "threshold": threshold,
+                "top_confusions": dict(sorted(confusions.most_common(3))),
+            }
+        result["sources"][source] = per_lang
+    return result

@@ -1,0 +1,35 @@
+# clean: extracted/{source}/ of every role=train source -> clean/{lang}.arrow, rejected/{lang}.arrow (every
+# configured language, possibly empty), clean/pairs/{src}-{tgt}.arrow, rejected/pairs/{src}-{tgt}.arrow,
+# stats/languages.json, stats/sizes.png, stats/rejections.png. UDHR (eval sources of format udhr) is read
+# only to score the LID model: stats/lid_udhr.json. Runs on Dask: a LocalCluster of `threads` workers, or the
+# scheduler at config clean.scheduler; outputs do not depend on the worker count.
+
+UDHR_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] == "udhr"]
+
+
+rule clean:
+    input:
+        extracted=expand(out("extracted", "{source}"), source=TRAIN_SOURCES),
+        udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+        model=out("raw", "_lid", "model.ftz"),
+    output:
+        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
+        rejected=expand(out("rejected", "{lang}.arrow"), lang=LANGUAGES),
+        clean_pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
+        rejected_pairs=expand(out("rejected", "pairs", "{pair}.arrow"), pair=PAIRS),
+        languages=out("stats", "languages.json"),
+        sizes=out("stats", "sizes.png"),
+        rejections=out("stats", "rejections.png"),
+        lid_udhr=out("stats", "lid_udhr.json"),
+    log:
+        out("logs", "clean.log"),
+    threads: workflow.cores
+    run:
+        from pipeline import clean
+
+        clean.run_clean_stage(config, input, output, log=log[0], threads=threads)
+
+
+ALL_TARGETS.extend(
+    [out("stats", "languages.json"), out("stats", "lid_udhr.json"), out("stats", "sizes.png"), out("stats", "rejections.png")]
+)
