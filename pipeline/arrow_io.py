@@ -44,10 +44,11 @@ def _umask() -> int:
 
 
 class ArrowWriter:
-    """Write record batches of one schema to an Arrow IPC file, atomically.
+    """Write rows, tables or record batches of one schema to an Arrow IPC file, atomically.
 
-    Rows are buffered up to ``batch_rows`` and written as one record batch, so files made
-    from the same rows have the same bytes however the caller chunked them.
+    Whatever the caller passes is re-cut into record batches of exactly ``batch_rows`` rows
+    (the last may be shorter), so files made from the same rows have the same bytes however
+    the caller chunked them.  Tables and batches stay columnar: no trip through Python objects.
     """
 
     def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, batch_rows: int = DEFAULT_BATCH_ROWS):
@@ -55,35 +56,58 @@ class ArrowWriter:
         self.schema = schema
         self.batch_rows = batch_rows
         self.rows_written = 0
-        self._buffer: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._sink = pa.OSFile(str(self._tmp), "wb")
+        self._sink = pa.OSFile(str(self._ctx.__enter__()), "wb")
         self._writer = ipc.new_file(self._sink, schema)
 
     def write_row(self, row: dict[str, Any]) -> None:
-        self._buffer.append(row)
-        if len(self._buffer) >= self.batch_rows:
-            self._flush()
+        self._rows.append(row)
+        if len(self._rows) >= self.batch_rows:
+            self._rows_to_table()
 
     def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             self.write_row(row)
 
     def write_table(self, table: pa.Table) -> None:
-        """Append a table; its rows are re-batched like any others."""
-        self.write_rows(table.cast(self.schema).to_pylist())
+        """Append a table (its columns are taken by name, in the schema's order)."""
+        self._rows_to_table()
+        if table.num_rows:
+            self._append(pa.Table.from_arrays([table.column(n) for n in self.schema.names], schema=self.schema))
 
-    def _flush(self) -> None:
-        if not self._buffer:
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self.write_table(pa.Table.from_batches([batch]))
+
+    def _rows_to_table(self) -> None:
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            self._rows = []
+            self._append(table)
+
+    def _append(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.batch_rows:
+            self._emit(final=False)
+
+    def _emit(self, final: bool) -> None:
+        """Write every full batch of what is pending (and the rest too when ``final``)."""
+        if not self._pending:
             return
-        batch = pa.RecordBatch.from_pylist(self._buffer, schema=self.schema)
-        self._writer.write_batch(batch)
-        self.rows_written += batch.num_rows
-        self._buffer = []
+        combined = pa.concat_tables(self._pending).combine_chunks()
+        full = combined.num_rows if final else combined.num_rows // self.batch_rows * self.batch_rows
+        for batch in combined.slice(0, full).to_batches(max_chunksize=self.batch_rows):
+            self._writer.write_batch(batch)
+        self.rows_written += full
+        rest = combined.slice(full)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> None:
-        self._flush()
+        self._rows_to_table()
+        self._emit(final=True)
         self._writer.close()
         self._sink.close()
         self._ctx.__exit__(None, None, None)

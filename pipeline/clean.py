@@ -32,7 +32,7 @@ import pyarrow.ipc as ipc
 
 from pipeline import config as pfconfig
 from pipeline import langs, lid, schemas, stats
-from pipeline.arrow_io import DEFAULT_BATCH_ROWS, atomic_path, count_rows, write_json
+from pipeline.arrow_io import ArrowWriter, count_rows, write_json
 from pipeline.dedup import KeySet, as_keys, text_keys
 from pipeline.logs import stage_logging
 
@@ -367,56 +367,6 @@ def _merge_reasons(reasons: np.ndarray, side_reasons: np.ndarray, side: str) -> 
 # --------------------------------------------------------------------------- driver state
 
 
-class TableWriter:
-    """Atomic Arrow IPC writer that re-batches whole tables into fixed-size record batches.
-
-    Like arrow_io.ArrowWriter (same bytes whatever the caller's chunking) but without a trip
-    through Python dicts, which would make the single driver the bottleneck of the stage.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, batch_rows: int = DEFAULT_BATCH_ROWS):
-        self.schema = schema
-        self.batch_rows = batch_rows
-        self.rows_written = 0
-        self._ctx = atomic_path(path)
-        self._sink = pa.OSFile(str(self._ctx.__enter__()), "wb")
-        self._writer = ipc.new_file(self._sink, schema)
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        table = pa.Table.from_arrays([table.column(n) for n in self.schema.names], schema=self.schema)
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        if self._pending_rows >= self.batch_rows:
-            self._emit(final=False)
-
-    def _emit(self, final: bool) -> None:
-        combined = pa.concat_tables(self._pending).combine_chunks()
-        full = combined.num_rows if final else combined.num_rows // self.batch_rows * self.batch_rows
-        for batch in combined.slice(0, full).to_batches(max_chunksize=self.batch_rows):
-            self._writer.write_batch(batch)
-        self.rows_written += full
-        rest = combined.slice(full)
-        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-
-    def close(self) -> None:
-        if self._pending:
-            self._emit(final=True)
-        self._writer.close()
-        self._sink.close()
-        self._ctx.__exit__(None, None, None)
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        with contextlib.suppress(Exception):
-            self._sink.close()
-        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-
 @dataclass
 class Group:
     """One output pair of files: a language or a pair, with its partitions in stable order."""
@@ -612,15 +562,15 @@ def _write_group(
         group.name, word_unit=unit if is_mono else "words (both sides; characters where unspaced)"
     )
     seen = KeySet()
-    clean_w = TableWriter(group.clean_path, clean_schema)
-    rejected_w = TableWriter(group.rejected_path, rejected_schema)
+    clean_w = ArrowWriter(group.clean_path, clean_schema)
+    rejected_w = ArrowWriter(group.rejected_path, rejected_schema)
     try:
         for _ in group.partitions:
             res = next(results)
             worker_tasks[res["worker"]] += 1
             kept, rejected, keep = _judge_in_order(res, is_mono, eval_keys, seen, rejected_schema.names)
-            clean_w.write(kept)
-            rejected_w.write(rejected)
+            clean_w.write_table(kept)
+            rejected_w.write_table(rejected)
             gstats.add_counts(res["counts"])
             gstats.add_kept(kept, res["chars"][keep], res["words"][keep], prob_cols)
             gstats.add_rejected(rejected, prob_cols if is_mono else [])

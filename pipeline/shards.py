@@ -65,15 +65,6 @@ class ShardsError(ValueError):
 # ---------------------------------------------------------------- writing
 
 
-class _BatchWriter(ArrowWriter):
-    """An ArrowWriter that also takes whole record batches: shard producers size batches themselves."""
-
-    def write_batch(self, batch: pa.RecordBatch) -> None:
-        self._flush()
-        self._writer.write_batch(batch.replace_schema_metadata(self.schema.metadata))
-        self.rows_written += batch.num_rows
-
-
 SPM_META_KEY = b"polyforge.spm_sha256"
 
 
@@ -119,7 +110,7 @@ class ShardSeries:
         self.max_rows, self.token_columns = max_rows, token_columns
         self.file_schema = schema
         self.records: list[ShardRecord] = []
-        self._writer: _BatchWriter | None = None
+        self._writer: ArrowWriter | None = None
         self._rows = 0
         self._tokens = 0
 
@@ -131,7 +122,7 @@ class ShardSeries:
             raise AssertionError(f"batch of {batch.num_rows} rows does not fit in {self.room()}")
         if self._writer is None:
             relative = f"{self.prefix}-{len(self.records):05d}.arrow"
-            self._writer = _BatchWriter(self.shards_dir / relative, self.file_schema)
+            self._writer = ArrowWriter(self.shards_dir / relative, self.file_schema)
         self._writer.write_batch(batch)
         self._rows += batch.num_rows
         self._tokens += sum(count_tokens(batch.column(c)) for c in self.token_columns)
