@@ -14,12 +14,11 @@ rule shards:
     log:
         out("logs", "shards.log"),
     threads: workflow.cores  # encoding threads; ids do not depend on the thread count
+    params:
+        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
     run:
-        from pipeline import shards
+        from pipeline.shards import run_shards_stage
 
-        shards.run_shards_stage(
-            config, dict(zip(LANGUAGES, input.clean)), input.pairs, input.model, out("shards"), log=log[0], threads=threads
-        )
-
+        run_shards_stage(config, params.clean, input.pairs, input.model, out("shards"), log=log[0], threads=threads)
 
 ALL_TARGETS.append(out("shards", "manifest.json"))
