@@ -20,11 +20,12 @@ test: $(STAMP) system-deps
 
 env: $(STAMP)
 
-# torch first, from the local CPU wheel, then the hash-pinned rest.
+# torch first (on these machines pip takes the CPU build from local disk), without its dependencies:
+# those are pinned with hashes in requirements.lock with the rest; `pip check` proves nothing is missing.
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps torch==2.13.0
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip check
 	touch $(STAMP)

@@ -351,6 +351,8 @@ def clean_pair_task(
         "keys": as_keys(
             [hashlib.blake2b(s + t, digest_size=16).digest() for s, t in zip(src_keys, tgt_keys, strict=True)]
         ),
+        "src_keys": as_keys(src_keys),
+        "tgt_keys": as_keys(tgt_keys),
         "chars": (results["src"].chars + results["tgt"].chars)[keep],
         "words": (results["src"].words + results["tgt"].words)[keep],
         "rejected": rejected.select([*schemas.REJECTED_PARALLEL.names, POS]),
@@ -487,7 +489,8 @@ def clean_corpus(
                     calls.append((clean_pair_task, part, specs[src], specs[tgt], rules, model, batch_size))
         results = ordered_results(client, calls, window, "clean: clean + LID")
         group_stats = {
-            group.name: _write_group(group, results, eval_keys.get(group.name), specs, worker_tasks) for group in groups
+            group.name: _write_group(group, results, _eval_checks(group, eval_keys, specs), specs, worker_tasks)
+            for group in groups
         }
     lang_stats = {g.name: group_stats[g.name] for g in groups if g.kind == "mono"}
     pair_stats = {g.name: group_stats[g.name] for g in groups if g.kind == "pair"}
@@ -525,8 +528,25 @@ def _collect_eval_keys(client: Any, groups: list[Group], window: int) -> dict[st
     return keysets
 
 
+EvalChecks = list[tuple[str, KeySet]]
+
+
+def _eval_checks(group: Group, eval_keys: dict[str, KeySet], specs: dict[str, LangSpec]) -> EvalChecks:
+    """Which key column of a result to test against which language's valid/test keys.
+
+    A train pair is decontaminated on both sides: its source or target text must not be any held-out
+    text of that language, or the pair would carry it into the TLM training shards.
+    """
+    if group.kind == "mono":
+        fields = [("keys", group.name)]
+    else:
+        src, tgt = _split_pair(group.name, specs)
+        fields = [("src_keys", src), ("tgt_keys", tgt)]
+    return [(field, eval_keys[lang]) for field, lang in fields if lang in eval_keys]
+
+
 def _judge_in_order(
-    res: dict, is_mono: bool, eval_keys: KeySet | None, seen: KeySet, rejected_names: list[str]
+    res: dict, is_mono: bool, eval_checks: EvalChecks, seen: KeySet, rejected_names: list[str]
 ) -> tuple[pa.Table, pa.Table, np.ndarray]:
     """Decontaminate and dedup one partition's kept rows against everything before it.
 
@@ -534,9 +554,10 @@ def _judge_in_order(
     """
     kept, keys = res["kept"], res["keys"]
     reasons = np.full(kept.num_rows, None, dtype=object)
-    if is_mono and eval_keys is not None and kept.num_rows:
+    if kept.num_rows and eval_checks:
         is_train = kept.column("split").to_numpy(zero_copy_only=False) == "train"
-        reasons[is_train & eval_keys.contains(keys)] = "eval-overlap"
+        for field, held_out in eval_checks:
+            reasons[(reasons == None) & is_train & held_out.contains(res[field])] = "eval-overlap"  # noqa: E711
     candidates = np.flatnonzero(reasons == None)  # noqa: E711
     new = seen.first_new(keys[candidates])
     reasons[candidates[~new]] = "duplicate" if is_mono else "duplicate-pair"
@@ -550,7 +571,7 @@ def _judge_in_order(
 
 
 def _write_group(
-    group: Group, results: Iterator[dict], eval_keys: KeySet | None, specs: dict[str, LangSpec], worker_tasks
+    group: Group, results: Iterator[dict], eval_checks: EvalChecks, specs: dict[str, LangSpec], worker_tasks
 ) -> stats.GroupStats:
     """Consume this group's partition results in order: decontaminate, dedup, write, count."""
     is_mono = group.kind == "mono"
@@ -568,7 +589,7 @@ def _write_group(
         for _ in group.partitions:
             res = next(results)
             worker_tasks[res["worker"]] += 1
-            kept, rejected, keep = _judge_in_order(res, is_mono, eval_keys, seen, rejected_schema.names)
+            kept, rejected, keep = _judge_in_order(res, is_mono, eval_checks, seen, rejected_schema.names)
             clean_w.write_table(kept)
             rejected_w.write_table(rejected)
             gstats.add_counts(res["counts"])

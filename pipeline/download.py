@@ -400,7 +400,8 @@ def _fetch_local_source(job: Job) -> list[Resolved]:
     else:
         shutil.copyfile(path, target)
         digest = sha256_file(target)
-    return [Resolved(path.name, None, path.resolve().as_uri(), digest, path.name)]
+    # The path as configured, not resolved: the lock must not change with the machine or checkout.
+    return [Resolved(path.name, None, f"local:{job.src['path']}", digest, path.name)]
 
 
 def _tree_sha256(root: Path) -> str:

@@ -27,7 +27,9 @@ from pipeline.arrow_io import sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-LOCAL_PATH_KEYS = ("output_dir", "cache_dir", "lock_file")
+LOCAL_PATH_KEYS = ("output_dir", "cache_dir", "lock_file", "update_lock")
+# How the clean stage was run (which Dask scheduler, how many workers) does not change its output.
+EXECUTION_KEYS = {"clean": ("scheduler", "workers")}
 LIBRARIES = ("datasets", "fasttext-numpy2-wheel", "numpy", "polars", "pyarrow", "sentencepiece", "snakemake")
 SHARD_KINDS = ("mlm", "tlm")
 
@@ -47,10 +49,13 @@ def library_versions() -> dict[str, str | None]:
 
 
 def portable_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated config without machine-local paths (output_dir, cache_dir, lock_file)."""
+    """The validated config without machine-local paths and execution settings, which do not shape the data."""
     result = copy.deepcopy(dict(cfg))
     for key in LOCAL_PATH_KEYS:
         result.pop(key, None)
+    for section, keys in EXECUTION_KEYS.items():
+        for key in keys:
+            result.get(section, {}).pop(key, None)
     return result
 
 

@@ -294,6 +294,18 @@ def test_pairs_are_cleaned_per_side_and_not_deduplicated_against_monolingual_row
     assert read_table(out / "clean" / "pairs" / "en-de.arrow").schema.equals(schemas.CLEAN_PARALLEL)
 
 
+def test_a_train_pair_with_a_held_out_side_is_rejected(tmp_path, lid_model_path, scheduler):
+    # GERMAN[1] is test text: a train pair carrying it would leak it into the TLM training shards.
+    write_mono(tmp_path, "a", "de", [GERMAN[0], GERMAN[1]], splits=["train", "test"])
+    write_mono(tmp_path, "a", "en", [ENGLISH[3]], splits=["test"])
+    write_pairs(tmp_path, "a", "en", "de", [(ENGLISH[0], GERMAN[0]), (ENGLISH[1], GERMAN[1]), (ENGLISH[3], GERMAN[4])])
+    run(make_cfg(tmp_path), tmp_path, lid_model_path, scheduler)
+    out = tmp_path / "out"
+    assert [r["row_id"] for r in rows_of(out / "clean" / "pairs" / "en-de.arrow")] == ["a/p0"]
+    rejected = [(r["row_id"], r["reason"]) for r in rows_of(out / "rejected" / "pairs" / "en-de.arrow")]
+    assert rejected == [("a/p1", "eval-overlap"), ("a/p2", "eval-overlap")]
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -111,6 +111,13 @@ def test_no_test_group_or_test_text_reaches_training_shards(tiny_run: Path) -> N
     assert sum(normalize_for_match(t) in train_documents for t in train_texts) > 250  # decoding finds them
     assert not {normalize_for_match(t) for t in held_out["text"].to_list()} & train_documents
 
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_run / "vocab" / "spm.model"))
+    tlm_train = pl.concat([pl.read_ipc(p) for p in (tiny_run / "shards" / "tlm" / "train").glob("*.arrow")])
+    tlm_texts = {normalize_for_match(sp.decode(ids)) for col in ("src_ids", "tgt_ids") for ids in tlm_train[col].to_list()}
+    assert not {normalize_for_match(t) for t in held_out["text"].to_list()} & tlm_texts
+
     for shard in sorted((tiny_run / "shards" / "tlm").rglob("*.arrow")):
         split = shard.parent.name
         assert set(pl.read_ipc(shard)["split"]) == {split}

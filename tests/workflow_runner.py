@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ def run_workflow(output_dir: Path, targets: list[str] | None = None, **kwargs) -
     with open(log, "w") as handle:
         result = subprocess.run(
             snakemake_command(output_dir, targets, **kwargs),
-            cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"},
+            cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
         )  # fmt: skip
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])

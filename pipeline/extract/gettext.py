@@ -103,7 +103,10 @@ def read_messages(ctx: SourceContext, catalog: Catalog) -> list[Message]:
         return []
     messages: list[Message] = []
     for entry in entries:
-        if not entry.msgid or entry.obsolete:
+        if not entry.msgid:  # the catalog header, not a message
+            continue
+        if entry.obsolete:
+            ctx.stats.drop("obsolete")
             continue
         if "fuzzy" in entry.flags:
             ctx.stats.drop("fuzzy")
@@ -116,6 +119,8 @@ def _entry_messages(ctx: SourceContext, entry: polib._BaseEntry) -> list[Message
     if entry.msgid_plural:
         forms = [(entry.msgid, entry.msgstr_plural.get(0, ""), False),
                  (entry.msgid_plural, entry.msgstr_plural.get(1, ""), True)]
+        # Forms 2.. (ru, pl, ar...) have no English counterpart to pair with.
+        ctx.stats.drop("extra_plural_form", max(0, len(entry.msgstr_plural) - 2))
     else:
         forms = [(entry.msgid, entry.msgstr, False)]
     group = clean_text(strip_accelerators(entry.msgid))
