@@ -189,11 +189,16 @@ def evaluate_lid_udhr(cfg: dict[str, Any], udhr_dirs: dict[str, Path], model_pat
             for batch in iter_batches(path, ["text"]):
                 cleaned, _ = normalize_texts(batch.column(0))
                 texts.extend(t for t in cleaned.to_pylist() if t)
+            # Score what LID sees in the clean stage: rows under the length bounds ("Article 2", "第一条")
+            # never reach it there, and are ambiguous between languages anyway.
+            long_enough = [t for t in texts if _passes_min_length(t, code, cfg["clean"])]
+            too_short, texts = len(texts) - len(long_enough), long_enough
             labels, probs = lid.predict(model_path, texts, int(cfg["lid"]["batch_size"]))
             correct = sum(1 for r in lid.decide(labels, probs, expected, threshold) if r is None)
             confusions = collections.Counter(langs.label_to_canonical(la) for la in labels if la != expected)
             per_lang[code] = {
                 "rows": len(texts),
+                "rows_too_short": too_short,
                 "correct": correct,
                 "accuracy": round(correct / len(texts), 4) if texts else None,
                 "threshold": threshold,
@@ -201,3 +206,10 @@ def evaluate_lid_udhr(cfg: dict[str, Any], udhr_dirs: dict[str, Path], model_pat
             }
         result["sources"][source] = per_lang
     return result
+
+
+def _passes_min_length(text: str, code: str, rules: dict[str, Any]) -> bool:
+    """The clean stage's lower length bounds (characters; words where the script uses spaces)."""
+    if len(text) < int(rules.get("min_chars", 0)):
+        return False
+    return langs.is_unspaced(code) or len(text.split()) >= int(rules.get("min_words", 0))
