@@ -10,11 +10,8 @@ stage applies, so boilerplate repeated across groups cannot leak.
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from dataclasses import dataclass
-
-_SPACE_RUN = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -52,8 +49,12 @@ def assign_split(group: str, config: SplitConfig) -> str:
 
 
 def normalize_for_match(text: str) -> str:
-    """The form two texts share when they are 'the same text': NFKC, casefolded, spaces folded."""
-    return _SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    """The form two texts share when they are 'the same text': NFKC, casefolded, spaces folded.
+
+    ``str.split()`` folds every run of Unicode whitespace, like ``re.sub(r"\\s+", " ", ...).strip()``
+    but without the regex engine: this runs once per row of the corpus.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def text_key(text: str) -> bytes:
