@@ -25,7 +25,6 @@ import pyarrow.compute as pc
 from pipeline import schemas
 from pipeline.arrow_io import iter_batches, read_schema, sha256_file
 
-PAD = 0  # pipeline.vocab.PAD; not imported so inspect works without the vocab stage's imports
 TOKEN_COLUMNS = {"input_ids": "text", "src_ids": "src_text", "tgt_ids": "tgt_text"}  # ids -> decoded column
 TEXT_LIMIT = 300  # characters of a text cell shown in text format
 IDS_LIMIT = 24  # ids of a token column shown in text format
@@ -115,7 +114,7 @@ def row_tokens(batch: pa.RecordBatch, token_columns: list[str]) -> pa.Array:
     total = np.zeros(batch.num_rows, dtype=np.int64)
     for name in token_columns:
         column = batch.column(name)
-        not_pad = pc.not_equal(pc.list_flatten(column), PAD).to_numpy(zero_copy_only=False)
+        not_pad = pc.not_equal(pc.list_flatten(column), schemas.PAD).to_numpy(zero_copy_only=False)
         parents = pc.list_parent_indices(column).to_numpy()
         total += np.bincount(parents, weights=not_pad, minlength=batch.num_rows).astype(np.int64)
     return pa.array(total)
@@ -190,7 +189,7 @@ def decode_ids(sp: Any, ids: list[int]) -> str:
         if i == eos:
             pieces.append(sp.decode(current) + " </s>")
             current = []
-        elif i != PAD:
+        elif i != schemas.PAD:
             current.append(i)
     if current:
         pieces.append(sp.decode(current))

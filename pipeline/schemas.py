@@ -11,6 +11,11 @@ import pyarrow as pa
 
 SPLITS = ("train", "valid", "test")
 
+# Special token ids of every SentencePiece vocabulary Polyforge trains, fixed so that shards, inspect
+# and model/ agree without importing the vocab stage.
+PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
+SPECIAL_PIECES = {PAD: "<pad>", BOS: "<s>", EOS: "</s>", UNK: "<unk>", MASK: "<mask>"}
+
 # Columns shared by every monolingual row, from extraction on.
 _MONO_FIELDS = [
     pa.field("row_id", pa.string(), nullable=False),  # stable: source/document/block

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from pipeline import manifest, schemas
 from pipeline.arrow_io import ArrowWriter, iter_batches, read_schema, sha256_file
 from pipeline.logs import stage_logging
-from pipeline.vocab import EOS, PAD
+from pipeline.schemas import EOS, PAD
 
 BATCH_ROWS = 1024  # rows per record batch inside a shard file
 TLM_SPECIAL_TOKENS = 4  # </s> src </s></s> tgt </s>

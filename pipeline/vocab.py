@@ -31,9 +31,8 @@ from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_batches, write_json
 from pipeline.logs import stage_logging
 from pipeline.mixture import alpha_sample
+from pipeline.schemas import BOS, EOS, MASK, PAD, SPECIAL_PIECES, UNK
 
-PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
-SPECIAL_PIECES = {PAD: "<pad>", BOS: "<s>", EOS: "</s>", UNK: "<unk>", MASK: "<mask>"}
 MODEL_NAME, VOCAB_NAME, REPORT_JSON, REPORT_PNG, HF_DIR = "spm.model", "spm.vocab", "report.json", "report.png", "hf"
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
