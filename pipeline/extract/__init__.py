@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arrow_io import write_json
-from pipeline.extract import fortune, gettext, libreoffice, man, plain, udhr
+from pipeline.extract import fortune, freedict, gettext, libreoffice, man, plain, udhr
 from pipeline.extract.common import STATS_FILE, OutputSet, SourceContext, staged_directory
 from pipeline.logs import stage_logging
 
@@ -28,6 +28,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "man": man.extract,
     "fortune": fortune.extract,
     "udhr": udhr.extract,
+    "freedict": freedict.extract,
     "text": plain.extract,
     "jsonl": plain.extract,
     "parquet": plain.extract,
