@@ -25,6 +25,7 @@ from model.checkpoint import check_vocabulary, load_model
 from model.xlm import XLM
 from pipeline.hf_tokenizer import FILES as TOKENIZER_FILES
 from pipeline.hf_tokenizer import SPM_FILE
+from pipeline.logs import stage_logging
 from pipeline.schemas import BOS, EOS, MASK, PAD, UNK
 
 CHECK_TOLERANCE = 1e-4  # fp32 logits of the two implementations agree to ~1e-6; this catches wrong mappings
@@ -128,30 +129,36 @@ def copy_tokenizer(vocab_dir: Path, out: Path) -> None:
 
 
 def export(
-    model_pt: str | os.PathLike[str], vocab_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
+    model_pt: str | os.PathLike[str],
+    vocab_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    log: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``out_dir`` whole or not at all: config + safetensors + tokenizer, staged, checked, renamed."""
     from transformers import AutoModelForMaskedLM
 
     vocab_dir, out_dir = Path(vocab_dir), Path(out_dir)
-    model, meta = load_model(model_pt)
-    check_vocabulary(meta, vocab_dir / SPM_FILE)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staged.chmod(0o755)
-    try:
-        to_hf(model, meta["languages"]).save_pretrained(staged)
-        add_legacy_keys(staged / "config.json")
-        copy_tokenizer(vocab_dir, staged)
-        loaded = AutoModelForMaskedLM.from_pretrained(staged).eval()
-        diff = max_logit_difference(model, loaded, probe_batch(model, torch.Generator().manual_seed(0)))
-        if not diff <= CHECK_TOLERANCE:
-            raise RuntimeError(f"exported model disagrees with {meta['path']}: max logit difference {diff:.3g}")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staged, out_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+    with stage_logging(log) as logger:
+        model, meta = load_model(model_pt)
+        check_vocabulary(meta, vocab_dir / SPM_FILE)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        staged.chmod(0o755)
+        try:
+            to_hf(model, meta["languages"]).save_pretrained(staged)
+            add_legacy_keys(staged / "config.json")
+            copy_tokenizer(vocab_dir, staged)
+            loaded = AutoModelForMaskedLM.from_pretrained(staged).eval()
+            diff = max_logit_difference(model, loaded, probe_batch(model, torch.Generator().manual_seed(0)))
+            if not diff <= CHECK_TOLERANCE:
+                raise RuntimeError(f"exported model disagrees with {meta['path']}: max logit difference {diff:.3g}")
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(staged, out_dir)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        logger.info("export: %s (step %d, %s) -> %s; max logit difference %.2g",
+                    meta["path"], meta["step"], ", ".join(meta["languages"]), out_dir, diff)  # fmt: skip
     return out_dir
 
 
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_pt", help="models/{run}/model.pt (or the run folder)")
     parser.add_argument("--vocab", required=True, help="the vocab stage's transformers folder, e.g. results/vocab/hf")
     parser.add_argument("--out", required=True, help="output folder, e.g. models/{run}/hf")
+    parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
-    print(export(args.model_pt, args.vocab, args.out))
+    export(args.model_pt, args.vocab, args.out, args.log)
     return 0

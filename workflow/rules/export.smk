@@ -13,12 +13,9 @@ rule export:
     log:
         out("logs", "export-{run}.log"),
     run:
-        import contextlib
-
         from model import export
 
-        with open(log[0], "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-            export.main([input.model, "--vocab", input.vocab, "--out", output[0]])
+        export.export(input.model, input.vocab, output[0], log=log[0])
 
 
 ALL_TARGETS.append(out("models", config["train"]["run_name"], "hf"))
