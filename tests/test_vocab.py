@@ -19,7 +19,7 @@ import pytest
 import sentencepiece as spm
 
 from pipeline import config as pfconfig
-from pipeline import mixture, vocab
+from pipeline import hf_tokenizer, mixture, vocab
 from pipeline.extract.libreoffice import parse_help_page
 from pipeline.extract.udhr import parse_declaration
 from tests.test_mixture import write_clean
@@ -157,7 +157,7 @@ def test_two_trainings_identical_bytes_and_report(tmp_path: Path, udhr_texts: di
     mix = run_mixture(cfg, paths, tmp_path / "mixture")
     vocab.run_vocab_stage(cfg, paths, mix, tmp_path / "run1" / "vocab")
     report = vocab.run_vocab_stage(cfg, paths, mix, tmp_path / "elsewhere" / "v2", log=tmp_path / "v.log")
-    for name in ("spm.model", "spm.vocab", "report.json", "hf/vocab.json", "hf/tokenizer_config.json"):
+    for name in ("spm.model", "spm.vocab", "report.json", *(f"hf/{f}" for f in hf_tokenizer.FILES)):
         assert (tmp_path / "run1" / "vocab" / name).read_bytes() == (tmp_path / "elsewhere" / "v2" / name).read_bytes()
     model = (tmp_path / "run1" / "vocab" / "spm.model").read_bytes()
     assert str(tmp_path).encode() not in model  # no path inside the model
