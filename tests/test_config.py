@@ -93,11 +93,12 @@ def test_language_without_lid_label_needs_lid_false(tiny: dict) -> None:
     assert "dz" in pfconfig.prepare(tiny)["languages"]
 
 
-@pytest.mark.parametrize("key", ["role", "licence"])
-def test_source_needs_role_and_licence(tiny: dict, key: str) -> None:
-    del tiny["sources"]["gettext"][key]
-    message = _error(tiny)
-    assert "sources.gettext" in message and f"'{key}' is a required property" in message
+def test_source_needs_role_and_licence(tiny: dict) -> None:
+    for key in ("role", "licence"):
+        cfg = copy.deepcopy(tiny)
+        del cfg["sources"]["gettext"][key]
+        message = _error(cfg)
+        assert "sources.gettext" in message and f"'{key}' is a required property" in message
 
 
 def test_empty_licence_is_refused(tiny: dict) -> None:
