@@ -350,6 +350,19 @@ def sample_and_train(
     purpose: str = "vocab",
 ) -> tuple[bytes, SampleStats]:
     """Draw the sample (α = mixture's alpha_vocab unless given) and train one model on it."""
+    sentences, stats = draw_sample(clean_paths, mixture, cfg, alpha, purpose)
+    model = train_model(sentences, cfg["vocab"], cfg["languages"], cfg["seed"])
+    return model, stats
+
+
+def draw_sample(
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    mixture: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    alpha: float | None = None,
+    purpose: str = "vocab",
+) -> tuple[Iterator[str], SampleStats]:
+    """The sentences the model is trained on (a stream), and the stats it fills as it is read."""
     vcfg = cfg["vocab"]
     per_lang = mixture["languages"]
     missing = sorted(set(per_lang) - set(clean_paths))
@@ -362,8 +375,7 @@ def sample_and_train(
     sentences = iter_sample(
         clean_paths, rows, shares, vcfg["sample_sentences"], cfg["seed"], vcfg["max_sentence_length"], stats, purpose
     )
-    model = train_model(sentences, vcfg, cfg["languages"], cfg["seed"])
-    return model, stats
+    return sentences, stats
 
 
 def smallest_language_comparison(
