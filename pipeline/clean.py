@@ -635,8 +635,31 @@ def _check_required(cfg: dict[str, Any], lang_stats: dict[str, stats.GroupStats]
 
 
 def run_clean_stage(cfg: dict[str, Any], input: Any, output: Any, log: str | None = None, threads: int = 1) -> dict:
-    """Snakemake entry point: input.extracted (train source dirs), input.udhr, input.model."""
+    """Snakemake entry point: input.extracted (train source dirs), input.udhr, input.model; the rule's outputs.
+
+    ``cfg`` is ``pipeline.config.clean_slice`` plus the execution settings. The stage writes into the root
+    that holds the declared outputs (``output.languages`` is ``<root>/stats/languages.json``), and refuses
+    to run when a declared output is not where the stage would write it, or the stage writes one undeclared.
+    """
+    root = Path(output.languages).parent.parent
+    pair_names = [pfconfig.pair_name(s, t) for s, t in pfconfig.pairs(cfg)]
+    expected = {
+        "clean": [root / "clean" / f"{code}.arrow" for code in cfg["languages"]],
+        "rejected": [root / "rejected" / f"{code}.arrow" for code in cfg["languages"]],
+        "clean_pairs": [root / "clean" / "pairs" / f"{name}.arrow" for name in pair_names],
+        "rejected_pairs": [root / "rejected" / "pairs" / f"{name}.arrow" for name in pair_names],
+        "languages": [root / "stats" / "languages.json"],
+        "sizes": [root / "stats" / "sizes.png"],
+        "rejections": [root / "stats" / "rejections.png"],
+        "lid_udhr": [root / "stats" / "lid_udhr.json"],
+    }
+    for key, paths in expected.items():
+        declared = getattr(output, key)
+        declared = [declared] if isinstance(declared, str | os.PathLike) else list(declared)
+        if sorted(map(Path, declared)) != sorted(paths):
+            raise CleanError(f"clean rule output {key!r}: declared {sorted(map(str, declared))}, but the stage "
+                             f"writes {sorted(map(str, paths))}")  # fmt: skip
     extracted = {Path(p).name: Path(p) for p in input.extracted}
     udhr = {Path(p).name: Path(p) for p in getattr(input, "udhr", [])}
     with stage_logging(log):
-        return clean_corpus(cfg, extracted, input.model, pfconfig.output_root(cfg), udhr_dirs=udhr, threads=threads)
+        return clean_corpus(cfg, extracted, input.model, root, udhr_dirs=udhr, threads=threads)

@@ -435,7 +435,8 @@ def fetch_source(
 ) -> list[Resolved]:
     """Fetch source ``name`` into ``out_dir`` (built in a temp folder, renamed at the end).
 
-    Artifacts sources.lock names are taken from the cache when it holds them; with
+    ``cfg`` needs only ``sources.{name}`` (what ``pipeline.config.download_slice`` gives the rule), plus
+    the local keys ``cache_dir``, ``lock_file`` and ``update_lock``. Artifacts sources.lock names are taken from the cache when it holds them; with
     ``update_lock: true`` every source is resolved afresh from its registry.
     """
     src = cfg["sources"][name]
@@ -464,7 +465,10 @@ def _parent(path: Path) -> Path:
 
 
 def fetch_lid_model(cfg: dict[str, Any], out_path: str | os.PathLike[str], log: str | None = None) -> Path:
-    """Fetch the fastText LID model named by config ``lid.model`` to ``out_path``, verified."""
+    """Fetch the fastText LID model named by config ``lid.model`` to ``out_path``, verified.
+
+    ``cfg`` needs only ``lid.model`` (``pipeline.config.lid_model_slice``) and the local key ``cache_dir``.
+    """
     model = cfg["lid"]["model"]
     expected = model.get("sha256")
     out_path = Path(out_path)
@@ -497,9 +501,18 @@ def _fetch_lid_candidate(model: dict[str, Any], work: Path, cache: Cache) -> Pat
     return path
 
 
-def write_lock(cfg: dict[str, Any], resolved_files: list[str], lock_path: str | os.PathLike[str]) -> None:
-    """Gather every ``raw/{source}/resolved.json`` into sources.lock."""
+def write_lock(
+    resolved_files: list[str], lock_path: str | os.PathLike[str], log: str | os.PathLike[str] | None = None
+) -> None:
+    """Gather every ``raw/{source}/resolved.json`` into the lock file, keeping other configs' sources there.
+
+    The lock rule declares the lock file as an ``update()`` output, so Snakemake leaves the old file in place
+    for this merge (an ordinary output would be deleted before the rule runs).
+    """
     gathered = {
         Path(path).parent.name: json.loads(Path(path).read_text(encoding="utf-8")) for path in sorted(resolved_files)
     }
-    lock.update_lock_file(lock_path, gathered)
+    with stage_logging(log):
+        kept = sorted(set(lock.read_lock(lock_path)) - set(gathered))
+        lock.update_lock_file(lock_path, gathered, keep_others=True)
+        LOG.info("lock %s: wrote %s; kept %s", lock_path, sorted(gathered), kept or "no other source")

@@ -139,7 +139,10 @@ def run_mixture_stage(
     out_png: str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture."""
+    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture.
+
+    ``cfg`` needs only the ``mixture`` section (``pipeline.config.mixture_slice``).
+    """
     mcfg = cfg["mixture"]
     with stage_logging(log) as logger:
         counts = {}

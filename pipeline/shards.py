@@ -470,19 +470,24 @@ def run_shards_stage(
     clean_paths: Mapping[str, str | os.PathLike[str]],
     pair_paths: Iterable[str | os.PathLike[str]],
     spm_model: str | os.PathLike[str],
-    shards_dir: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Encode clean files (``{lang: path}``) and clean pair files into shards under ``shards_dir``; return the manifest.
+    """Encode clean files (``{lang: path}``) and clean pair files into shards beside ``manifest_path`` (the
+    rule's declared output, ``shards/manifest.json``: mlm/ and tlm/ go into its folder); return the manifest.
 
-    Refuses (ShardsError) when ``shards_dir`` already has a manifest made with another SentencePiece model.
+    ``cfg`` is ``pipeline.config.shards_slice``: the config the manifest records. Refuses (ShardsError) when
+    the folder already has a manifest or shards made with another SentencePiece model.
     """
-    shards_dir = Path(shards_dir)
+    manifest_path = Path(manifest_path)
+    if manifest_path.name != manifest.MANIFEST_NAME:
+        raise ShardsError(f"{manifest_path}: the shards manifest must be named {manifest.MANIFEST_NAME}")
+    shards_dir = manifest_path.parent
     with stage_logging(log) as logger:
         spm_sha256 = sha256_file(spm_model)
         try:
-            manifest.check_vocabulary(shards_dir / manifest.MANIFEST_NAME, spm_sha256)
+            manifest.check_vocabulary(manifest_path, spm_sha256)
             check_shard_vocabulary(shards_dir, spm_sha256)
         except manifest.ManifestError as exc:
             raise ShardsError(str(exc)) from None
@@ -508,6 +513,6 @@ def run_shards_stage(
             tlm_stats["-".join(pair)] = stats.as_dict()
         result = manifest.build_manifest(shards_dir, [r.__dict__ for r in records], spm_model, spm_sha256, cfg,
                                          {"pairs": tlm_stats, "skipped_files": skipped})  # fmt: skip
-        manifest.write_manifest(shards_dir / manifest.MANIFEST_NAME, result)
-        logger.info("shards: wrote %d shards and %s", len(records), shards_dir / manifest.MANIFEST_NAME)
+        manifest.write_manifest(manifest_path, result)
+        logger.info("shards: wrote %d shards and %s", len(records), manifest_path)
     return result

@@ -39,6 +39,28 @@ _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a
 _TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
+@dataclass(frozen=True)
+class VocabOutputs:
+    """The files the vocab stage writes: the vocab rule's declared outputs, or the standard names in a folder."""
+
+    model: str | os.PathLike[str]
+    vocab: str | os.PathLike[str]
+    report: str | os.PathLike[str]
+    plot: str | os.PathLike[str]
+    hf: str | os.PathLike[str]
+
+    @classmethod
+    def of(cls, output: Any) -> VocabOutputs:
+        """From anything with these names as attributes (the vocab rule's ``output``)."""
+        return cls(output.model, output.vocab, output.report, output.plot, output.hf)
+
+    @classmethod
+    def in_folder(cls, out_dir: str | os.PathLike[str]) -> VocabOutputs:
+        out_dir = Path(out_dir)
+        return cls(out_dir / MODEL_NAME, out_dir / VOCAB_NAME, out_dir / REPORT_JSON, out_dir / REPORT_PNG,
+                   out_dir / HF_DIR)  # fmt: skip
+
+
 class VocabError(ValueError):
     """A vocab setting the data cannot support, naming the config key."""
 
@@ -228,9 +250,13 @@ def vocab_lines(model: bytes) -> str:
     return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
 
 
-def write_model(model: bytes, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    model_path, vocab_path = out_dir / MODEL_NAME, out_dir / VOCAB_NAME
+def write_model(
+    model: bytes, out_dir: str | os.PathLike[str] | None, model_path: str | os.PathLike[str] | None = None,
+    vocab_path: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write the model and its ``.vocab`` text: to ``model_path``/``vocab_path``, or by name into ``out_dir``."""
+    model_path = Path(model_path) if model_path is not None else Path(out_dir) / MODEL_NAME
+    vocab_path = Path(vocab_path) if vocab_path is not None else Path(out_dir) / VOCAB_NAME
     with atomic_path(model_path) as tmp:
         tmp.write_bytes(model)
     with atomic_path(vocab_path) as tmp:
@@ -324,6 +350,19 @@ def sample_and_train(
     purpose: str = "vocab",
 ) -> tuple[bytes, SampleStats]:
     """Draw the sample (α = mixture's alpha_vocab unless given) and train one model on it."""
+    sentences, stats = draw_sample(clean_paths, mixture, cfg, alpha, purpose)
+    model = train_model(sentences, cfg["vocab"], cfg["languages"], cfg["seed"])
+    return model, stats
+
+
+def draw_sample(
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    mixture: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    alpha: float | None = None,
+    purpose: str = "vocab",
+) -> tuple[Iterator[str], SampleStats]:
+    """The sentences the model is trained on (a stream), and the stats it fills as it is read."""
     vcfg = cfg["vocab"]
     per_lang = mixture["languages"]
     missing = sorted(set(per_lang) - set(clean_paths))
@@ -336,8 +375,7 @@ def sample_and_train(
     sentences = iter_sample(
         clean_paths, rows, shares, vcfg["sample_sentences"], cfg["seed"], vcfg["max_sentence_length"], stats, purpose
     )
-    model = train_model(sentences, vcfg, cfg["languages"], cfg["seed"])
-    return model, stats
+    return sentences, stats
 
 
 def smallest_language_comparison(
@@ -398,23 +436,27 @@ def run_vocab_stage(
     cfg: Mapping[str, Any],
     clean_paths: Mapping[str, str | os.PathLike[str]],
     mixture_json: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    out: VocabOutputs | str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Sample, train, write spm.model/spm.vocab, the report and the transformers folder under ``out_dir``."""
+    """Sample, train, write the model, its .vocab, the report (JSON, PNG) and the transformers folder.
+
+    ``cfg`` needs ``vocab``, ``seed`` and the language codes (``pipeline.config.vocab_slice``). ``out`` is
+    the rule's declared outputs (VocabOutputs), or a folder that gets the standard names.
+    """
     from pipeline.hf_tokenizer import export_hf_tokenizer
 
-    out_dir = Path(out_dir)
+    out = out if isinstance(out, VocabOutputs) else VocabOutputs.in_folder(out)
     with stage_logging(log) as logger:
         mixture = read_mixture(mixture_json)
         for lang in sorted(set(clean_paths) - set(mixture["languages"])):
             logger.warning("vocab: %s is not in the mixture (empty train split): left out of the sample", lang)
         model, sample = sample_and_train(clean_paths, mixture, cfg)
-        write_model(model, out_dir)
+        write_model(model, None, out.model, out.vocab)
         logger.info("vocab: sample %s", sample.as_dict())
         report = build_report(clean_paths, mixture, cfg, model, sample, logger)
-        write_json(out_dir / REPORT_JSON, report)
-        plot_report(report, out_dir / REPORT_PNG)
-        export_hf_tokenizer(out_dir / MODEL_NAME, out_dir / HF_DIR, cfg)
-        logger.info("vocab: wrote %s", out_dir)
+        write_json(out.report, report)
+        plot_report(report, out.plot)
+        export_hf_tokenizer(out.model, out.hf, cfg)
+        logger.info("vocab: wrote %s, %s, %s, %s and %s", out.model, out.vocab, out.report, out.plot, out.hf)
     return report

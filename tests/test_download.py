@@ -213,7 +213,7 @@ def test_hf_rebuild_uses_the_cache_once_locked(tmp_path: Path) -> None:
            "sources": {"hub": {"adapter": "hf", "dataset": str(data), "split": "train"}}}  # fmt: skip
     first = tmp_path / "run1" / "raw" / "hub"
     download.fetch_source(cfg, "hub", first)
-    download.write_lock(cfg, [str(first / "resolved.json")], cfg["lock_file"])
+    download.write_lock([str(first / "resolved.json")], cfg["lock_file"])
     shutil.rmtree(data)  # the dataset is gone: only the cache can serve the rebuild
     second = tmp_path / "run2" / "raw" / "hub"
     download.fetch_source(cfg, "hub", second)

@@ -122,7 +122,8 @@ def make_config(root: Path) -> dict:
 
 def build(root: Path) -> dict:
     clean, pairs, model = write_inputs(root)
-    return shards.run_shards_stage(make_config(root), clean, pairs, model, root / "shards", log=root / "shards.log")
+    return shards.run_shards_stage(make_config(root), clean, pairs, model, root / "shards" / "manifest.json",
+                                   log=root / "shards.log")
 
 
 @pytest.fixture(scope="module")
@@ -258,11 +259,11 @@ def test_vocabulary_change_is_refused(built, tmp_path):
     (root / "vocab" / "spm.model").write_bytes(train_spm(vocab_size=340, seed=8))
     cfg, clean = make_config(root), {lang: root / "clean" / f"{lang}.arrow" for lang in LANGS}
     with pytest.raises(shards.ShardsError, match="vocabulary|SentencePiece model"):
-        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards")
+        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards" / "manifest.json")
     # Snakemake deletes the declared output (the manifest) before a rerun: the shards still say their vocabulary.
     (root / "shards" / "manifest.json").unlink()
     with pytest.raises(shards.ShardsError, match="vocabulary changed"):
-        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards")
+        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards" / "manifest.json")
     assert list((root / "shards" / "mlm").rglob("*.arrow"))  # nothing was deleted
 
 
@@ -284,7 +285,7 @@ def test_input_batching_does_not_change_shard_bytes(built, tmp_path):
         with ArrowWriter(clean[lang], schemas.CLEAN, batch_rows=1000) as writer:
             writer.write_rows(rows)
     cfg = copy.deepcopy(make_config(root))
-    shards.run_shards_stage(cfg, clean, pairs, model, root / "shards")
+    shards.run_shards_stage(cfg, clean, pairs, model, root / "shards" / "manifest.json")
     assert (root / "shards" / "manifest.json").read_bytes() == (built / "shards" / "manifest.json").read_bytes()
 
 

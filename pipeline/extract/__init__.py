@@ -43,7 +43,11 @@ def extract_source(
     log: str | os.PathLike[str] | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Extract one configured source from ``raw_dir`` into ``out_dir``; return the stats written."""
+    """Extract one configured source from ``raw_dir`` into ``out_dir``; return the stats written.
+
+    ``cfg`` needs ``sources.{source_name}``, the language codes (a list or the ``languages`` mapping),
+    ``pivot`` and ``splits``: what ``pipeline.config.extract_slice`` gives the rule.
+    """
     if source_name not in cfg["sources"]:
         raise KeyError(f"config key 'sources.{source_name}': no such source")
     fmt = cfg["sources"][source_name]["format"]

@@ -24,10 +24,13 @@ rule clean:
     log:
         out("logs", "clean.log"),
     threads: workflow.cores
+    params:
+        settings=pfconfig.clean_slice(config, TRAIN_SOURCES + UDHR_SOURCES),
     run:
         from pipeline import clean
 
-        clean.run_clean_stage(config, input, output, log=log[0], threads=threads)
+        settings = pfconfig.with_local_settings(params.settings, config)
+        clean.run_clean_stage(settings, input, output, log=log[0], threads=threads)
 
 
 ALL_TARGETS.extend(
