@@ -292,6 +292,8 @@ def parse_pair(name: str, languages: Iterable[str] | None = None) -> tuple[str, 
 # Keys that say where this machine keeps files and whether a changed source may replace the locked one:
 # they never change a stage's data, so they are never a rule's params (an edit reruns nothing).
 LOCAL_KEYS = ("cache_dir", "lock_file", "update_lock")
+# Sections read only after the shards (training, evaluation, experiments): editing them must not rebuild data.
+DOWNSTREAM_KEYS = ("train", "eval", "experiments")
 # Settings of how a stage runs, not of what it writes (the clean stage's output does not depend on them).
 EXECUTION_KEYS = {"clean": ("scheduler", "workers")}
 # Source keys that only describe a source (copied into the manifest) or say which path it takes.
@@ -357,7 +359,7 @@ def vocab_slice(config: Mapping[str, Any]) -> dict[str, Any]:
 def shards_slice(config: Mapping[str, Any]) -> dict[str, Any]:
     """What the shards stage reads: the whole config without local paths and execution settings, because the
     manifest records it (so every edit that the manifest would show rebuilds the shards)."""
-    result = _without(config, LOCAL_KEYS + ("output_dir",))
+    result = _without(config, LOCAL_KEYS + ("output_dir",) + DOWNSTREAM_KEYS)
     for section, keys in EXECUTION_KEYS.items():
         if section in result:
             result[section] = _without(result[section], keys)
