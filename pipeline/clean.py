@@ -8,9 +8,8 @@ bounded number in flight, so memory stays bounded), applies decontamination and 
 that order, and appends to the outputs.  So bytes are the same for 1 worker, 2 workers or an
 external scheduler.
 
-Order of the rules for one row (the first that fires is its reason):
-too-long (raw length, before any work) → too-short → too-long → encoding (U+FFFD) → symbols →
-lid-mismatch / lid-low-confidence → eval-overlap (train rows only) → duplicate.
+The text rules and the LID rule are pipeline.textrules' (shared with the UDHR LID evaluation);
+after them come eval-overlap (train rows only) → duplicate, decided here in partition order.
 """
 
 from __future__ import annotations
@@ -31,64 +30,27 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from pipeline import config as pfconfig
-from pipeline import langs, lid, schemas, stats
+from pipeline import schemas, stats
 from pipeline.arrow_io import ArrowWriter, count_rows, write_json
 from pipeline.dedup import KeySet, as_keys, text_keys
 from pipeline.logs import stage_logging
+from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of this stage's interface)
+    LangSpec,
+    Rules,
+    apply_lid,
+    lang_specs,
+    normalize_texts,
+    prob_array,
+    rule_reasons,
+)
 
 LOG = logging.getLogger("pipeline.clean")
 
-# A raw line longer than this many times max_chars is rejected before it is even normalized:
-# whitespace folding cannot bring it under the bound, and a 5 MB line must cost nothing.
-RAW_LENGTH_FACTOR = 8
-# C0/C1 control characters except whitespace (\t \n \v \f \r, NEL), which is folded instead; BOM and
-# noncharacters too.  Zero-width (non-)joiners are kept: Indic and Arabic-script text needs them.
-_CONTROL = r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\x{feff}\x{fffe}\x{ffff}]"
-_SPACE_RUN = r"[\t-\r \x{85}\p{Z}]+"
-# Rows that need folding at all: whitespace other than a plain space (\p{Z} spelled out), or two in a row.
-_ODD_SPACE = r"[\t-\r\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|  "
-_MARKUP = r"<[^<>]{0,200}>|&[#\w]{1,10};"
-_NON_LETTER = r"[^\p{L}\p{M} ]"  # after folding, " " is the only whitespace left
-_REPLACEMENT = "\ufffd"
 POS = "_pos"  # row position in its input file: rejected rows are written back in input order
 
 
 class CleanError(RuntimeError):
     """The clean stage cannot give a usable result (e.g. a required language lost every row)."""
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Row-level bounds from config["clean"]."""
-
-    min_chars: int
-    max_chars: int
-    min_words: int
-    max_words: int
-    max_symbol_ratio: float
-    max_replacement_ratio: float
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Rules:
-        c = cfg["clean"]
-        return cls(
-            int(c["min_chars"]),
-            int(c["max_chars"]),
-            int(c["min_words"]),
-            int(c["max_words"]),
-            float(c["max_symbol_ratio"]),
-            float(c["max_replacement_ratio"]),
-        )
-
-
-@dataclass(frozen=True)
-class LangSpec:
-    """How rows of one language are judged: word unit and LID expectation."""
-
-    code: str
-    unspaced: bool
-    lid_expected: str | None  # None: this language skips LID (config `lid: false`)
-    threshold: float
 
 
 @dataclass(frozen=True)
@@ -98,150 +60,6 @@ class Partition:
     path: str
     start: int
     stop: int
-
-
-def lang_specs(cfg: dict[str, Any]) -> dict[str, LangSpec]:
-    overrides = cfg["lid"].get("labels") or {}
-    default = float(cfg["lid"]["threshold"])
-    specs = {}
-    for code, options in cfg["languages"].items():
-        enabled = options.get("lid", True) is not False
-        specs[code] = LangSpec(
-            code=code,
-            unspaced=langs.is_unspaced(code),
-            lid_expected=lid.expected_label(code, overrides) if enabled else None,
-            threshold=float(options.get("lid_threshold", default)),
-        )
-    return specs
-
-
-# --------------------------------------------------------------------------- text rules (vectorized)
-
-
-def repair_utf8(texts: pa.Array) -> tuple[pa.Array, int]:
-    """Replace invalid UTF-8 (which an Arrow file can hold) by U+FFFD; return the count of rows changed."""
-    try:
-        texts.validate(full=True)
-        return texts, 0
-    except pa.ArrowInvalid:
-        pass
-    raw = texts.cast(pa.binary()).to_pylist()
-    fixed = [None if b is None else b.decode("utf-8", errors="replace") for b in raw]
-    changed = sum(1 for b, t in zip(raw, fixed, strict=True) if b is not None and b != t.encode("utf-8"))
-    return pa.array(fixed, pa.string()), changed
-
-
-def _where(texts: pa.Array, mask: pa.Array, transform) -> pa.Array:
-    """``transform`` applied to the rows of ``mask`` only (most rows need no work: skip them cheaply)."""
-    mask = pc.fill_null(mask, False)
-    if not pc.any(mask).as_py():
-        return texts
-    return pc.replace_with_mask(texts, mask, transform(texts.filter(mask)))
-
-
-def normalize_texts(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, dict[str, int]]:
-    """Valid UTF-8, control characters removed (counted), NFC, whitespace runs folded to one space, trimmed."""
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    texts, invalid = repair_utf8(texts)
-    controls = pc.count_substring_regex(texts, _CONTROL)
-    counts = {
-        "invalid_utf8_rows": invalid,
-        "control_chars_removed": int(pc.sum(controls).as_py() or 0),
-        "nul_removed": int(_on_rows(texts, _np(controls) > 0, lambda t: pc.count_substring(t, "\x00")).sum()),
-    }
-    out = _where(texts, pc.greater(controls, 0), lambda t: pc.replace_substring_regex(t, _CONTROL, ""))
-    out = _where(out, pc.invert(pc.string_is_ascii(out)), lambda t: pc.utf8_normalize(t, "NFC"))
-    out = _where(
-        out, pc.match_substring_regex(out, _ODD_SPACE), lambda t: pc.replace_substring_regex(t, _SPACE_RUN, " ")
-    )
-    return pc.utf8_trim(out, " "), counts
-
-
-def _np(array: pa.Array) -> np.ndarray:
-    return array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _bool(array: pa.Array) -> np.ndarray:
-    return array.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-
-
-def _on_rows(texts: pa.Array, rows: np.ndarray, count) -> np.ndarray:
-    """``count`` (an integer kernel) on the rows of the boolean mask ``rows``, zero elsewhere."""
-    out = np.zeros(len(texts), dtype=np.int64)
-    if rows.any():
-        out[rows] = _np(count(texts.filter(pa.array(rows))))
-    return out
-
-
-@dataclass
-class RuleResult:
-    """What the text rules say about a column of rows."""
-
-    text: pa.Array  # cleaned text; the raw (UTF-8-repaired) text for rows too long to clean
-    reasons: np.ndarray  # object array: None (passes) or the reason
-    chars: np.ndarray
-    words: np.ndarray  # whitespace words, or characters for unspaced scripts
-    counts: dict[str, int]
-
-
-def rule_reasons(raw: pa.Array, rules: Rules, unspaced: bool) -> RuleResult:
-    """Clean a column of texts and give each row the first rule it fails (too-long is checked first)."""
-    raw_len = _np(pc.utf8_length(raw))
-    huge = raw_len > rules.max_chars * RAW_LENGTH_FACTOR
-    huge_mask = pa.array(huge)
-    if huge.any():
-        raw, _ = repair_utf8(raw)  # kept as it came in (made valid): never normalized nor shown to LID
-        text, counts = normalize_texts(pc.if_else(huge_mask, "", raw))
-        text = pc.if_else(huge_mask, raw, text)
-    else:
-        text, counts = normalize_texts(raw)
-    chars = np.where(huge, raw_len, _np(pc.utf8_length(text)))
-    spaces = _np(pc.count_substring(text, " "))
-    words = chars.copy() if unspaced else np.where(chars > 0, spaces + 1, 0)
-    fffd = _on_rows(text, ~_bool(pc.string_is_ascii(text)), lambda t: pc.count_substring(t, _REPLACEMENT))
-    # Letters outside markup, over all non-space characters: tags and entities count as symbols.
-    letters = chars - spaces - _np(pc.count_substring_regex(text, _NON_LETTER))
-    markup = _bool(pc.match_substring_regex(text, "[<&]"))
-    if markup.any():
-        bare = pc.replace_substring_regex(text.filter(pa.array(markup)), _MARKUP, "")
-        letters[markup] = _np(pc.utf8_length(bare)) - _np(pc.count_substring(bare, " "))
-        letters[markup] -= _np(pc.count_substring_regex(bare, _NON_LETTER))
-    symbol_ratio = 1.0 - letters / np.maximum(chars - spaces, 1)
-    # Word bounds only where words are spaced: a 600-character Japanese line is not "600 words".
-    too_few_words = np.zeros(len(chars), bool) if unspaced else words < rules.min_words
-    too_many_words = np.zeros(len(chars), bool) if unspaced else words > rules.max_words
-
-    reasons = np.full(len(raw_len), None, dtype=object)
-    for mask, reason in (
-        (huge, "too-long"),
-        ((chars < rules.min_chars) | too_few_words, "too-short"),
-        ((chars > rules.max_chars) | too_many_words, "too-long"),
-        ((fffd > 0) & (fffd > rules.max_replacement_ratio * np.maximum(chars, 1)), "encoding"),
-        (symbol_ratio > rules.max_symbol_ratio, "symbols"),
-    ):
-        reasons[(reasons == None) & mask] = reason  # noqa: E711 (elementwise on an object array)
-    return RuleResult(text, reasons, chars, words, counts)
-
-
-def apply_lid(
-    texts: pa.Array, reasons: np.ndarray, spec: LangSpec, model_path: str, batch_size: int
-) -> tuple[list[str | None], np.ndarray]:
-    """Run LID on rows that passed so far; update reasons in place; return canonical labels, probs."""
-    n = len(reasons)
-    probs = np.full(n, np.nan, dtype=np.float32)
-    todo = np.flatnonzero(reasons == None)  # noqa: E711
-    if spec.lid_expected is None or len(todo) == 0:
-        return [None] * n, probs
-    got_labels, got_probs = lid.predict(model_path, texts.take(pa.array(todo)).to_pylist(), batch_size)
-    reasons[todo] = lid.decide(got_labels, got_probs, spec.lid_expected, spec.threshold)
-    labels_out = np.full(n, None, dtype=object)
-    labels_out[todo] = lid.to_canonical(got_labels)
-    probs[todo] = got_probs
-    return labels_out.tolist(), probs
-
-
-def _prob_array(probs: np.ndarray) -> pa.Array:
-    return pa.array(probs, type=pa.float32(), mask=np.isnan(probs))
 
 
 # --------------------------------------------------------------------------- worker tasks
@@ -299,7 +117,7 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
     labels, probs = apply_lid(result.text, reasons, spec, model_path, batch_size)
     table = table.set_column(table.schema.get_field_index("text"), "text", result.text)
     table = table.append_column("lid_label", pa.array(labels, pa.string()))
-    table = table.append_column("lid_prob", _prob_array(probs))
+    table = table.append_column("lid_prob", prob_array(probs))
     table = table.append_column(POS, _positions(part))
     keep = reasons == None  # noqa: E711
     kept = table.filter(pa.array(keep))
@@ -341,8 +159,8 @@ def clean_pair_task(
         table = table.set_column(table.schema.get_field_index(f"{side}_text"), f"{side}_text", result.text)
     table = table.append_column(POS, _positions(part))
     keep = reasons == None  # noqa: E711
-    kept = table.append_column("src_lid_prob", _prob_array(probs["src"]))
-    kept = kept.append_column("tgt_lid_prob", _prob_array(probs["tgt"])).filter(pa.array(keep))
+    kept = table.append_column("src_lid_prob", prob_array(probs["src"]))
+    kept = kept.append_column("tgt_lid_prob", prob_array(probs["tgt"])).filter(pa.array(keep))
     rejected = table.filter(pa.array(~keep)).append_column("reason", pa.array(reasons[~keep].tolist(), pa.string()))
     src_keys = _keys(kept.column("src_text").to_pylist())
     tgt_keys = _keys(kept.column("tgt_text").to_pylist())

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import langs, lid
+from pipeline import langs, lid, textrules
 from pipeline.arrow_io import atomic_path, iter_batches, write_json
 from pipeline.dedup import KeySet, as_keys
 
@@ -165,51 +165,48 @@ def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStat
 
 
 def evaluate_lid_udhr(cfg: dict[str, Any], udhr_dirs: dict[str, Path], model_path: str | os.PathLike[str]) -> dict:
-    """LID accuracy per configured language on UDHR rows: top-1 == expected and p ≥ threshold."""
-    from pipeline.clean import normalize_texts  # the same text LID sees in the clean stage
+    """LID accuracy per configured language on UDHR rows: top-1 == expected and p ≥ threshold.
 
+    Rows are judged by the clean stage's own text rules (pipeline.textrules) first: rows they reject
+    ("Article 2", "第一条" are too short) never reach LID there, so they are counted, not scored.
+    """
     if not udhr_dirs:
         return {"note": "no eval source with format 'udhr' is configured", "sources": {}}
-    threshold_default = float(cfg["lid"]["threshold"])
-    overrides = cfg["lid"].get("labels") or {}
+    rules = textrules.Rules.from_config(cfg)
+    specs = textrules.lang_specs(cfg)
+    batch_size = int(cfg["lid"]["batch_size"])
     result: dict[str, Any] = {"sources": {}}
     for source in sorted(udhr_dirs):
         per_lang: dict[str, Any] = {}
-        for code, options in cfg["languages"].items():
+        for code, spec in specs.items():
             path = Path(udhr_dirs[source]) / f"{code}.arrow"
-            if options.get("lid", True) is False:
+            if spec.lid_expected is None:
                 per_lang[code] = {"skipped": "lid: false"}
                 continue
             if not path.exists():
                 per_lang[code] = {"skipped": "no UDHR text for this language"}
                 continue
-            threshold = float(options.get("lid_threshold", threshold_default))
-            expected = lid.expected_label(code, overrides)
-            texts: list[str] = []
-            for batch in iter_batches(path, ["text"]):
-                cleaned, _ = normalize_texts(batch.column(0))
-                texts.extend(t for t in cleaned.to_pylist() if t)
-            # Score what LID sees in the clean stage: rows under the length bounds ("Article 2", "第一条")
-            # never reach it there, and are ambiguous between languages anyway.
-            long_enough = [t for t in texts if _passes_min_length(t, code, cfg["clean"])]
-            too_short, texts = len(texts) - len(long_enough), long_enough
-            labels, probs = lid.predict(model_path, texts, int(cfg["lid"]["batch_size"]))
-            correct = sum(1 for r in lid.decide(labels, probs, expected, threshold) if r is None)
-            confusions = collections.Counter(langs.label_to_canonical(la) for la in labels if la != expected)
-            per_lang[code] = {
-                "rows": len(texts),
-                "rows_too_short": too_short,
-                "correct": correct,
-                "accuracy": round(correct / len(texts), 4) if texts else None,
-                "threshold": threshold,
-                "top_confusions": dict(sorted(confusions.most_common(3))),
-            }
+            per_lang[code] = _score_lid(path, spec, rules, str(model_path), batch_size)
         result["sources"][source] = per_lang
     return result
 
 
-def _passes_min_length(text: str, code: str, rules: dict[str, Any]) -> bool:
-    """The clean stage's lower length bounds (characters; words where the script uses spaces)."""
-    if len(text) < int(rules.get("min_chars", 0)):
-        return False
-    return langs.is_unspaced(code) or len(text.split()) >= int(rules.get("min_words", 0))
+def _score_lid(path: Path, spec: textrules.LangSpec, rules: textrules.Rules, model_path: str, batch_size: int) -> dict:
+    texts, too_short = [], 0
+    for batch in iter_batches(path, ["text"]):
+        judged = textrules.rule_reasons(batch.column(0), rules, spec.unspaced)
+        nonempty = judged.chars > 0
+        too_short += int(((judged.reasons == "too-short") & nonempty).sum())
+        keep = (judged.reasons == None) & nonempty  # noqa: E711 (elementwise on an object array)
+        texts.extend(judged.text.filter(pa.array(keep)).to_pylist())
+    labels, probs = lid.predict(model_path, texts, batch_size)
+    correct = sum(1 for r in lid.decide(labels, probs, spec.lid_expected, spec.threshold) if r is None)
+    confusions = collections.Counter(langs.label_to_canonical(la) for la in labels if la != spec.lid_expected)
+    return {
+        "rows": len(texts),
+        "rows_too_short": too_short,
+        "correct": correct,
+        "accuracy": round(correct / len(texts), 4) if texts else None,
+        "threshold": spec.threshold,
+        "top_confusions": dict(sorted(confusions.most_common(3))),
+    }
