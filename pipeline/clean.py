@@ -30,15 +30,18 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from pipeline import config as pfconfig
-from pipeline import schemas, stats
+from pipeline import lid, schemas, stats
 from pipeline.arrow_io import ArrowWriter, count_rows, write_json
 from pipeline.dedup import KeySet, as_keys, text_keys
 from pipeline.logs import stage_logging
 from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of this stage's interface)
+    BUCKET_NAMES,
     LangSpec,
+    LidResult,
     Rules,
     apply_lid,
     lang_specs,
+    length_buckets,
     normalize_texts,
     prob_array,
     rule_reasons,
@@ -92,13 +95,22 @@ def _worker_address() -> str:
 
 
 def eval_keys_task(part: Partition) -> np.ndarray:
-    """text_keys of the valid/test rows of a partition (for decontamination of train rows)."""
-    table = read_rows(part.path, part.start, part.stop, ["split", "text"])
-    held_out = table.filter(pc.not_equal(table.column("split"), "train"))
-    if held_out.num_rows == 0:
+    """text_keys of the held-out texts of a partition, for decontamination of train rows.
+
+    Held out: the valid/test rows of a train source (both sides of a pair), and every row of an
+    eval-role source (``part.kind`` "eval-mono" / "eval-pair").
+    """
+    columns = ["src_text", "tgt_text"] if part.kind.endswith("pair") else ["text"]
+    table = read_rows(part.path, part.start, part.stop, ["split", *columns])
+    if not part.kind.startswith("eval"):
+        table = table.filter(pc.not_equal(table.column("split"), "train"))
+    if table.num_rows == 0:
         return as_keys([])
-    text, _ = normalize_texts(held_out.column("text"))
-    return _keys(text.to_pylist())
+    texts: list[str] = []
+    for column in columns:
+        text, _ = normalize_texts(table.column(column))
+        texts.extend(text.to_pylist())
+    return _keys(texts)
 
 
 def _keys(texts: Sequence[str]) -> np.ndarray:
@@ -114,10 +126,10 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
     table = read_rows(part.path, part.start, part.stop)
     result = rule_reasons(table.column("text").combine_chunks(), rules, spec.unspaced)
     reasons = result.reasons
-    labels, probs = apply_lid(result.text, reasons, spec, model_path, batch_size)
+    said = apply_lid(result.text, reasons, spec, model_path, batch_size, table.column("source"))
     table = table.set_column(table.schema.get_field_index("text"), "text", result.text)
-    table = table.append_column("lid_label", pa.array(labels, pa.string()))
-    table = table.append_column("lid_prob", prob_array(probs))
+    table = table.append_column("lid_label", pa.array(said.labels, pa.string()))
+    table = table.append_column("lid_prob", prob_array(said.probs))
     table = table.append_column(POS, _positions(part))
     keep = reasons == None  # noqa: E711
     kept = table.filter(pa.array(keep))
@@ -129,8 +141,25 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
         "words": result.words[keep],
         "rejected": rejected.select([*schemas.REJECTED.names, POS]),
         "counts": {"rows_in": table.num_rows, **result.counts},
+        "lid_recall": _lid_recall(table.column("source"), result.chars, said),
         "worker": _worker_address(),
     }
+
+
+def _lid_recall(sources: pa.ChunkedArray, chars: np.ndarray, said: LidResult) -> dict[str, np.ndarray]:
+    """Per source, per length bucket: [rows LID judged, kept by the strict rule, kept by the declared rule]."""
+    out: dict[str, np.ndarray] = {}
+    if not said.ran.any():
+        return out
+    names = np.asarray(sources.to_pylist(), dtype=object)
+    buckets = length_buckets(chars)
+    for source in sorted(set(names[said.ran].tolist())):
+        rows = said.ran & (names == source)
+        counts = np.zeros((len(BUCKET_NAMES), 3), dtype=np.int64)
+        for column, mask in enumerate((rows, rows & said.strict_ok, rows & said.declared_ok)):
+            counts[:, column] = np.bincount(buckets[mask], minlength=len(BUCKET_NAMES))
+        out[source] = counts
+    return out
 
 
 def clean_pair_task(
@@ -148,19 +177,21 @@ def clean_pair_task(
         _merge_reasons(reasons, result.reasons, side)
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + value
-    probs = {}
+    said = {}
     for side, spec in sides.items():
         # LID only where both sides passed the rules and the other side's LID (so far): no wasted predictions.
         side_reasons = np.where(reasons == None, None, "skip").astype(object)  # noqa: E711
-        _, probs[side] = apply_lid(results[side].text, side_reasons, spec, model_path, batch_size)
+        said[side] = apply_lid(results[side].text, side_reasons, spec, model_path, batch_size, table.column("source"))
         side_reasons[side_reasons == "skip"] = None
         _merge_reasons(reasons, side_reasons, side)
     for side, result in results.items():
         table = table.set_column(table.schema.get_field_index(f"{side}_text"), f"{side}_text", result.text)
     table = table.append_column(POS, _positions(part))
+    for side in sides:  # what LID said of each side it judged: rejected pairs keep it, as rejected rows do
+        table = table.append_column(f"{side}_lid_label", pa.array(said[side].labels, pa.string()))
+        table = table.append_column(f"{side}_lid_prob", prob_array(said[side].probs))
     keep = reasons == None  # noqa: E711
-    kept = table.append_column("src_lid_prob", prob_array(probs["src"]))
-    kept = kept.append_column("tgt_lid_prob", prob_array(probs["tgt"])).filter(pa.array(keep))
+    kept = table.filter(pa.array(keep))
     rejected = table.filter(pa.array(~keep)).append_column("reason", pa.array(reasons[~keep].tolist(), pa.string()))
     src_keys = _keys(kept.column("src_text").to_pylist())
     tgt_keys = _keys(kept.column("tgt_text").to_pylist())
@@ -287,16 +318,19 @@ def clean_corpus(
     """Run the whole clean stage; return a summary (stats per group, tasks run per worker)."""
     out_root = Path(out_root)
     rules = Rules.from_config(cfg)
-    specs = lang_specs(cfg)
     model = str(Path(model_path).resolve())
+    try:  # the model's own labels, checked against every configured language before any work
+        specs = lang_specs(cfg, lid.label_map(cfg, model))
+    except lid.LidLabelError as exc:
+        raise CleanError(f"clean: {exc}") from None
     batch_size = int(cfg["lid"]["batch_size"])
-    groups = plan_groups(
-        cfg, {k: Path(v) for k, v in extracted_dirs.items()}, out_root, int(cfg["clean"]["partition_rows"])
-    )
+    partition_rows = int(cfg["clean"]["partition_rows"])
+    groups = plan_groups(cfg, {k: Path(v) for k, v in extracted_dirs.items()}, out_root, partition_rows)
+    eval_dirs = {k: Path(v) for k, v in (udhr_dirs or {}).items()}  # eval-role sources that reach this stage
     worker_tasks: collections.Counter[str] = collections.Counter()
     with dask_client(cfg, threads) as client:
         window = 2 * max(1, len(client.scheduler_info().get("workers", {}))) + 1
-        eval_keys = _collect_eval_keys(client, groups, window)
+        eval_keys = _collect_eval_keys(client, groups, _eval_partitions(eval_dirs, partition_rows), window)
         calls = []
         for group in groups:
             for part in group.partitions:
@@ -307,7 +341,7 @@ def clean_corpus(
                     calls.append((clean_pair_task, part, specs[src], specs[tgt], rules, model, batch_size))
         results = ordered_results(client, calls, window, "clean: clean + LID")
         group_stats = {
-            group.name: _write_group(group, results, _eval_checks(group, eval_keys, specs), specs, worker_tasks)
+            group.name: _write_group(group, results, _eval_checks(group, eval_keys), specs, worker_tasks)
             for group in groups
         }
     lang_stats = {g.name: group_stats[g.name] for g in groups if g.kind == "mono"}
@@ -318,7 +352,7 @@ def clean_corpus(
     stats.plot_rejections(stats_dir / "rejections.png", lang_stats)
     write_json(
         stats_dir / "lid_udhr.json",
-        stats.evaluate_lid_udhr(cfg, {k: Path(v) for k, v in (udhr_dirs or {}).items()}, model),
+        stats.evaluate_lid_udhr(cfg, eval_dirs, model, specs),
     )
     LOG.info("tasks per worker: %s", dict(sorted(worker_tasks.items())))
     _check_required(cfg, lang_stats)
@@ -333,34 +367,45 @@ def _split_pair(name: str, specs: dict[str, LangSpec]) -> tuple[str, str]:
     raise CleanError(f"pair {name!r} does not name two configured languages")
 
 
-def _collect_eval_keys(client: Any, groups: list[Group], window: int) -> dict[str, KeySet]:
-    """Per language, the keys of every valid/test row (all train sources), before any train row is judged."""
-    mono = [(g.name, p) for g in groups if g.kind == "mono" for p in g.partitions]
-    keysets: dict[str, KeySet] = collections.defaultdict(KeySet)
-    for (name, _), keys in zip(
-        mono,
-        ordered_results(client, [(eval_keys_task, p) for _, p in mono], window, "clean: valid/test keys"),
-        strict=True,
-    ):
-        keysets[name].add(keys)  # runs are merged with np.unique, so repeats across partitions fold
-    return keysets
+def _eval_partitions(eval_dirs: dict[str, Path], partition_rows: int) -> list[Partition]:
+    """Every Arrow file of every eval-role source, all of whose rows are held out."""
+    parts = []
+    for source in sorted(eval_dirs):
+        for path in sorted(Path(eval_dirs[source]).glob("*.arrow")):
+            rows = _input_rows(path)
+            with pa.memory_map(str(path), "r") as handle:
+                kind = "eval-pair" if "src_text" in ipc.open_file(handle).schema.names else "eval-mono"
+            parts += [
+                Partition(kind, source, str(path), start, min(start + partition_rows, rows))
+                for start in range(0, rows, partition_rows)
+            ]
+    return parts
+
+
+def _collect_eval_keys(client: Any, groups: list[Group], eval_parts: list[Partition], window: int) -> KeySet:
+    """The keys of every held-out text, before any train row is judged.
+
+    Held out: valid/test rows of every train source, both sides of its valid/test pairs, and every row of
+    every eval-role source (UDHR).  One set for all languages: a train row whose text is held out anywhere goes.
+    """
+    parts = [p for g in groups for p in g.partitions] + eval_parts
+    held_out = KeySet()
+    for keys in ordered_results(client, [(eval_keys_task, p) for p in parts], window, "clean: held-out keys"):
+        held_out.add(keys)  # runs are merged with np.unique, so repeats across partitions fold
+    return held_out
 
 
 EvalChecks = list[tuple[str, KeySet]]
 
 
-def _eval_checks(group: Group, eval_keys: dict[str, KeySet], specs: dict[str, LangSpec]) -> EvalChecks:
-    """Which key column of a result to test against which language's valid/test keys.
+def _eval_checks(group: Group, held_out: KeySet) -> EvalChecks:
+    """Which key columns of a result to test against the held-out keys.
 
     A train pair is decontaminated on both sides: its source or target text must not be any held-out
-    text of that language, or the pair would carry it into the TLM training shards.
+    text, or the pair would carry it into the TLM training shards.
     """
-    if group.kind == "mono":
-        fields = [("keys", group.name)]
-    else:
-        src, tgt = _split_pair(group.name, specs)
-        fields = [("src_keys", src), ("tgt_keys", tgt)]
-    return [(field, eval_keys[lang]) for field, lang in fields if lang in eval_keys]
+    fields = ["keys"] if group.kind == "mono" else ["src_keys", "tgt_keys"]
+    return [(field, held_out) for field in fields]
 
 
 def _judge_in_order(
@@ -398,7 +443,9 @@ def _write_group(
     prob_cols = ["lid_prob"] if is_mono else ["src_lid_prob", "tgt_lid_prob"]
     unit = "characters" if is_mono and specs[group.name].unspaced else "words"
     gstats = stats.GroupStats(
-        group.name, word_unit=unit if is_mono else "words (both sides; characters where unspaced)"
+        group.name,
+        word_unit=unit if is_mono else "words (both sides; characters where unspaced)",
+        policies=dict(specs[group.name].policies) if is_mono else {},
     )
     seen = KeySet()
     clean_w = ArrowWriter(group.clean_path, clean_schema)
@@ -411,6 +458,7 @@ def _write_group(
             clean_w.write_table(kept)
             rejected_w.write_table(rejected)
             gstats.add_counts(res["counts"])
+            gstats.add_lid_recall(res.get("lid_recall", {}))
             gstats.add_kept(kept, res["chars"][keep], res["words"][keep], prob_cols)
             gstats.add_rejected(rejected, prob_cols if is_mono else [])
     except BaseException:

@@ -5,11 +5,12 @@ A low-level module: it imports only pipeline.langs and pipeline.lid, and both th
 
 Order of the rules for one row (the first that fires is its reason):
 too-long (raw length, before any work) → too-short → too-long → encoding (U+FFFD) → symbols →
-lid-mismatch / lid-low-confidence.
+the LID rule of the row's source's policy (lid-mismatch / lid-low-confidence / lid-script-mismatch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,27 +58,55 @@ class Rules:
         )
 
 
+# LID policies, per source (config sources.<name>.lid_policy):
+#   strict:   keep a row only when the top-1 label is the language and p >= threshold;
+#   declared: the source's language is declared by its translators: reject a row only when another
+#             language is top-1 with p >= threshold (short UI strings rarely reach p >= threshold).
+LID_POLICIES = ("strict", "declared")
+# The default where a source names none, by format: see README.md, "Language identification".
+DEFAULT_LID_POLICY = {"libreoffice_help": "declared", "gettext": "declared"}
+# Length buckets (characters of the cleaned text) of the LID recall figures in stats/languages.json.
+LENGTH_BUCKETS = (0, 20, 40, 80, 160)
+BUCKET_NAMES = tuple(
+    f"{lo}-{hi - 1}" if hi else f"{lo}+" for lo, hi in zip(LENGTH_BUCKETS, (*LENGTH_BUCKETS[1:], None), strict=True)
+)
+
+
+def lid_policy(source: dict[str, Any]) -> str:
+    """The LID policy of a source's config entry: its ``lid_policy``, else the default for its format."""
+    return source.get("lid_policy") or DEFAULT_LID_POLICY.get(source.get("format", ""), "strict")
+
+
 @dataclass(frozen=True)
 class LangSpec:
-    """How rows of one language are judged: word unit and LID expectation."""
+    """How rows of one language are judged: word unit, LID labels, threshold, and each source's LID policy."""
 
     code: str
     unspaced: bool
-    lid_expected: str | None  # None: this language skips LID (config `lid: false`)
+    lid_expected: frozenset[str] | None  # the model labels that are this language; None: skip LID (`lid: false`)
     threshold: float
+    scheme: str = "lid176"  # the LID model's label scheme (pipeline.lid.SCHEMES)
+    policies: tuple[tuple[str, str], ...] = ()  # (source, policy); sources not named are "strict"
+
+    def policy(self, source: str) -> str:
+        return dict(self.policies).get(source, "strict")
 
 
-def lang_specs(cfg: dict[str, Any]) -> dict[str, LangSpec]:
-    overrides = cfg["lid"].get("labels") or {}
+def lang_specs(cfg: dict[str, Any], label_map: dict[str, frozenset[str]]) -> dict[str, LangSpec]:
+    """Every configured language's spec; ``label_map`` is pipeline.lid.label_map(cfg, model)."""
     default = float(cfg["lid"]["threshold"])
+    scheme = cfg["lid"].get("model", {}).get("label_scheme", "lid176")
+    policies = tuple(sorted((name, lid_policy(source)) for name, source in cfg["sources"].items()))
     specs = {}
     for code, options in cfg["languages"].items():
         enabled = options.get("lid", True) is not False
         specs[code] = LangSpec(
             code=code,
             unspaced=langs.is_unspaced(code),
-            lid_expected=lid.expected_label(code, overrides) if enabled else None,
+            lid_expected=label_map[code] if enabled else None,
             threshold=float(options.get("lid_threshold", default)),
+            scheme=scheme,
+            policies=policies,
         )
     return specs
 
@@ -190,21 +219,111 @@ def rule_reasons(raw: pa.Array, rules: Rules, unspaced: bool) -> RuleResult:
     return RuleResult(text, reasons, chars, words, counts)
 
 
+def _letters(texts: pa.Array, names: Sequence[str]) -> np.ndarray:
+    return _np(pc.count_substring_regex(texts, "[" + "".join(rf"\p{{{n}}}" for n in names) + "]"))
+
+
+def script_mismatch(texts: pa.Array, code: str) -> np.ndarray:
+    """True where the text's own Unicode script is not its language's.
+
+    - Two-script languages (Serbian): the script with more letters in the text must be the code's
+      (lid.176 says ``sr`` for both scripts).  Chinese's two scripts are both Han: no check between them.
+    - Languages not written in Latin: a row with no letter of its script but Latin letters is not in the
+      language (untranslated English in LibreOffice's Hindi help, whatever LID's low-confidence guess).
+    - Latin-script languages: no check (Latin product names and code are common in every language).
+    """
+    out = np.zeros(len(texts), dtype=bool)
+    lang, _, script = code.partition("-")
+    own = langs.SCRIPT_LETTERS.get(script or langs.script_of(code))
+    if not own or len(texts) == 0:
+        return out
+    mine = _letters(texts, own)
+    variants = [
+        langs.SCRIPT_LETTERS[v]
+        for v in langs.SCRIPT_VARIANTS.get(lang, ())
+        if v != script and set(langs.SCRIPT_LETTERS[v]) != set(own)
+    ]
+    if variants:
+        for other in variants:
+            out |= _letters(texts, other) > mine
+    elif own != ("Latin",):
+        out = (mine == 0) & (_letters(texts, ("Latin",)) > 0)
+    return out
+
+
+def _variant_code(code: str) -> str:
+    """The other script's code of a two-script language (``sr-Latn`` → ``sr-Cyrl``)."""
+    lang, _, script = code.partition("-")
+    others = [v for v in langs.SCRIPT_VARIANTS.get(lang, ()) if v != script]
+    return f"{lang}-{others[0]}" if others else code
+
+
+@dataclass
+class LidResult:
+    """What LID said of a column of rows: NaN/None where it did not run."""
+
+    labels: list[str | None]  # canonical code of the top-1 label (the row's own code when it is one of its labels)
+    probs: np.ndarray  # float32, clipped to 1.0
+    ran: np.ndarray  # bool: LID judged this row
+    strict_ok: np.ndarray  # bool: the strict rule keeps it
+    declared_ok: np.ndarray  # bool: the declared rule keeps it
+
+
 def apply_lid(
-    texts: pa.Array, reasons: np.ndarray, spec: LangSpec, model_path: str, batch_size: int
-) -> tuple[list[str | None], np.ndarray]:
-    """Run LID on rows that passed so far; update reasons in place; return canonical labels, probs."""
+    texts: pa.Array,
+    reasons: np.ndarray,
+    spec: LangSpec,
+    model_path: str,
+    batch_size: int,
+    sources: pa.Array | pa.ChunkedArray | None = None,
+) -> LidResult:
+    """Run LID on rows that passed so far; set their reasons in place by each row's source's policy.
+
+    Strict: lid-mismatch (top-1 is another language) → lid-low-confidence (p < threshold) → lid-script-mismatch.
+    Declared: lid-mismatch (another language is top-1 with p >= threshold) → lid-script-mismatch.
+    ``sources`` gives each row's source (for its policy); None judges every row strictly.
+    """
     n = len(reasons)
     probs = np.full(n, np.nan, dtype=np.float32)
+    ran, strict_ok, declared_ok = (np.zeros(n, dtype=bool) for _ in range(3))
     todo = np.flatnonzero(reasons == None)  # noqa: E711
     if spec.lid_expected is None or len(todo) == 0:
-        return [None] * n, probs
-    got_labels, got_probs = lid.predict(model_path, texts.take(pa.array(todo)).to_pylist(), batch_size)
-    reasons[todo] = lid.decide(got_labels, got_probs, spec.lid_expected, spec.threshold)
+        return LidResult([None] * n, probs, ran, strict_ok, declared_ok)
+    judged = texts.take(pa.array(todo))
+    got_labels, got_probs = lid.predict(model_path, judged.to_pylist(), batch_size)
+    is_lang = np.array([label in spec.lid_expected for label in got_labels], dtype=bool)
+    confident = got_probs >= spec.threshold
+    wrong_script = script_mismatch(judged, spec.code)
+    strict = np.where(
+        ~is_lang,
+        "lid-mismatch",
+        np.where(~confident, "lid-low-confidence", np.where(wrong_script, "lid-script-mismatch", "")),
+    )
+    declared = np.where(~is_lang & confident, "lid-mismatch", np.where(wrong_script, "lid-script-mismatch", ""))
+    if sources is None:
+        use_declared = np.zeros(len(todo), dtype=bool)
+    else:
+        names = np.asarray(pa.array(sources).take(pa.array(todo)).to_pylist(), dtype=object)
+        use_declared = np.array([spec.policy(s) == "declared" for s in names], dtype=bool)
+    chosen = np.where(use_declared, declared, strict)
+    reasons[todo] = [r or None for r in chosen.tolist()]
+    names_of = {label: lid.label_code(label, spec.scheme) for label in set(got_labels)}
+    codes = [
+        (_variant_code(spec.code) if bad else spec.code) if mine else names_of[label]
+        for label, mine, bad in zip(got_labels, is_lang, wrong_script, strict=True)
+    ]
     labels_out = np.full(n, None, dtype=object)
-    labels_out[todo] = lid.to_canonical(got_labels)
+    labels_out[todo] = codes
     probs[todo] = got_probs
-    return labels_out.tolist(), probs
+    ran[todo] = True
+    strict_ok[todo] = strict == ""
+    declared_ok[todo] = declared == ""
+    return LidResult(labels_out.tolist(), probs, ran, strict_ok, declared_ok)
+
+
+def length_buckets(chars: np.ndarray) -> np.ndarray:
+    """Index of each length (characters) in LENGTH_BUCKETS."""
+    return np.searchsorted(np.asarray(LENGTH_BUCKETS[1:]), np.asarray(chars), side="right")
 
 
 def prob_array(probs: np.ndarray) -> pa.Array:
