@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.arrow_io import iter_batches, save_png, write_json
 from pipeline.logs import stage_logging
 
 PLOT_ALPHAS = (1.0, 0.7, 0.5, 0.3)
@@ -127,9 +127,7 @@ def plot_alpha(mixture: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     ax.set_title(f"α-sampling (vocab α = {mixture['alpha']['vocab']}, train α = {mixture['alpha']['train']})")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 def run_mixture_stage(

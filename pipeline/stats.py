@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import lid, textrules
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.arrow_io import iter_batches, save_png, write_json
 from pipeline.dedup import KeySet, as_keys
 
 LOG = logging.getLogger("pipeline.stats")
@@ -159,12 +159,6 @@ def write_languages_json(path: str | os.PathLike[str], languages: dict[str, Grou
     )
 
 
-def _savefig(fig, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        # No timestamp or software version in the PNG: same stats, same bytes.
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-
-
 def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
     import matplotlib
 
@@ -180,8 +174,7 @@ def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -
     axes[1].set_title("kept characters per language")
     axes[1].set_yscale("symlog")
     fig.tight_layout()
-    _savefig(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
@@ -202,8 +195,7 @@ def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStat
     if reasons:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    _savefig(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def evaluate_lid_udhr(

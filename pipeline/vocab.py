@@ -28,7 +28,7 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from pipeline import langs
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.arrow_io import atomic_path, iter_batches, save_png, write_json
 from pipeline.logs import stage_logging
 from pipeline.mixture import alpha_sample
 from pipeline.schemas import BOS, EOS, MASK, PAD, SPECIAL_PIECES, UNK
@@ -330,9 +330,7 @@ def plot_report(report: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     else:
         axes[2].set_axis_off()
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 # ---------------------------------------------------------------- stage
