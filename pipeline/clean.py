@@ -248,20 +248,58 @@ def _prob_array(probs: np.ndarray) -> pa.Array:
 
 
 def read_rows(path: str, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table)."""
+    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table).
+
+    Only the record batches that hold these rows are read: where each batch starts comes from
+    ``_batch_starts`` (one pass over a file per process), so reading every partition of a file costs
+    work linear in its batches, not quadratic.
+    """
+    starts = _batch_starts(path)
     with pa.memory_map(path, "r") as source:
         reader = ipc.open_file(source)
-        pieces, offset = [], 0
-        for i in range(reader.num_record_batches):
+        if reader.num_record_batches != len(starts) - 1:
+            raise CleanError(f"clean: input file {path} changed while the stage read it")
+        first = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
+        pieces = []
+        for i in range(first, reader.num_record_batches):
+            offset = int(starts[i])
+            if offset >= stop:
+                break
             batch = reader.get_batch(i)
             lo, hi = max(start - offset, 0), min(stop - offset, batch.num_rows)
             if hi > lo:
                 pieces.append(batch.slice(lo, hi - lo))
-            offset += batch.num_rows
-            if offset >= stop:
-                break
         table = pa.Table.from_batches(pieces, schema=reader.schema)
     return table.select(list(columns)) if columns else table
+
+
+_BATCH_STARTS: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
+_BATCH_STARTS_FILES = 64  # files whose batch offsets a process keeps (8 bytes a batch)
+
+
+def _batch_starts(path: str) -> np.ndarray:
+    """First row of every record batch of an Arrow IPC file, then its row count (length batches + 1).
+
+    Cached per process (an LRU of ``_BATCH_STARTS_FILES`` files), keyed by the file's identity, so a
+    rewritten file is read afresh.
+    """
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    starts = _BATCH_STARTS.get(key)
+    if starts is not None:
+        with contextlib.suppress(KeyError):  # another thread may have just evicted it
+            _BATCH_STARTS.move_to_end(key)
+        return starts
+    with pa.memory_map(os.fspath(path), "r") as source:
+        reader = ipc.open_file(source)
+        rows = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(rows, out=starts[1:])
+    _BATCH_STARTS[key] = starts
+    while len(_BATCH_STARTS) > _BATCH_STARTS_FILES:
+        with contextlib.suppress(KeyError):
+            _BATCH_STARTS.popitem(last=False)
+    return starts
 
 
 def _worker_address() -> str:

@@ -1,4 +1,4 @@
-"""The dedup key set and the batched text keys (same bytes as pipeline.splits.text_key)."""
+"""The dedup key set, the batched text keys (same bytes as pipeline.splits.text_key), and partition reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import re
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
+from pipeline import clean
 from pipeline.dedup import KeySet, as_keys, text_keys
 from pipeline.splits import text_key
 
@@ -69,3 +72,53 @@ def test_runs_merge_and_stay_sorted_and_disjoint():
         assert (run[:-1] < run[1:]).all()
     seen.add(as_keys(sorted(reference)[:5]))  # re-adding known keys changes nothing
     assert len(seen) == len(reference)
+
+
+def _batched_file(path, sizes: list[int]) -> pa.Table:
+    """An Arrow IPC file whose record batches have the given row counts (zero-row batches included)."""
+    table = pa.table({"n": pa.array(range(sum(sizes)), pa.int64()), "s": [f"r{i}" for i in range(sum(sizes))]})
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        offset = 0
+        for size in sizes:
+            writer.write_batch(table.slice(offset, size).combine_chunks().to_batches()[0] if size else
+                               pa.RecordBatch.from_pylist([], schema=table.schema))  # fmt: skip
+            offset += size
+    return table
+
+
+def test_read_rows_gives_every_range_across_uneven_batches(tmp_path):
+    path = tmp_path / "rows.arrow"
+    table = _batched_file(path, [3, 1, 0, 5, 4, 0])
+    for start in range(0, 14):
+        for stop in range(start, 15):
+            got = clean.read_rows(str(path), start, stop, ["n"])
+            assert got.column("n").to_pylist() == list(range(start, min(stop, 13))), (start, stop)
+    assert clean.read_rows(str(path), 2, 6).equals(table.slice(2, 4))
+    table = _batched_file(path, [2, 2])  # rewritten in place: the cached offsets of the old file are not used
+    assert clean.read_rows(str(path), 0, 10).column("n").to_pylist() == [0, 1, 2, 3]
+
+
+def test_reading_every_partition_reads_each_batch_about_once(tmp_path, monkeypatch):
+    """Batch offsets are kept: partitions do not rescan the file from its first batch (quadratic)."""
+    path = tmp_path / "many.arrow"
+    _batched_file(path, [10] * 200)
+    reads = []
+
+    class CountingReader:
+        def __init__(self, reader):
+            self._reader = reader
+
+        def __getattr__(self, name):
+            return getattr(self._reader, name)
+
+        def get_batch(self, i):
+            reads.append(i)
+            return self._reader.get_batch(i)
+
+    open_file = ipc.open_file
+    monkeypatch.setattr(clean.ipc, "open_file", lambda source: CountingReader(open_file(source)))
+    rows = [n for start in range(0, 2000, 25) for n in clean.read_rows(str(path), start, start + 25, ["n"])
+            .column("n").to_pylist()]  # fmt: skip
+    assert rows == list(range(2000))
+    # One pass to find the offsets, then each of 80 partitions reads the 3 or 4 batches it overlaps.
+    assert len(reads) <= 200 + 80 * 4, len(reads)
