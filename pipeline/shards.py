@@ -27,7 +27,7 @@ import os
 import shutil
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import sentencepiece as spm
 from tqdm import tqdm
 
 from pipeline import manifest, schemas
-from pipeline.arrow_io import ArrowWriter, iter_batches, read_schema, sha256_file
+from pipeline.arrow_io import ArrowWriter, read_schema, sha256_file
 from pipeline.dedup import KeySet, as_keys
 from pipeline.logs import stage_logging
 from pipeline.schemas import EOS, PAD
@@ -288,6 +289,19 @@ def join_with_eos(docs: Sequence[Any]) -> np.ndarray:
     return np.frombuffer(EOS_BYTES.join(docs) + EOS_BYTES, dtype=np.int32) if len(docs) else np.empty(0, np.int32)
 
 
+def read_batches(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, each read into memory of its own (not memory-mapped).
+
+    Every page of a memory map that was touched stays resident in this process until the map is closed,
+    so streaming a whole clean file through one would make the stage's RSS grow with the file; a batch
+    read into its own buffer is freed when the next one comes, and memory stays flat in corpus size.
+    """
+    with pa.OSFile(os.fspath(path), "r") as source:
+        reader = ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i).select(list(columns))
+
+
 def split_codes(column: pa.Array, path: Path) -> np.ndarray:
     """The split of each row as a numpy string array; an unknown split is an error naming the file."""
     values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
@@ -310,7 +324,7 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
         return streams[split]
 
     try:
-        for batch in tqdm(iter_batches(path, ["split", "text"]), desc=f"mlm {lang}", unit="batch", disable=None):
+        for batch in tqdm(read_batches(path, ["split", "text"]), desc=f"mlm {lang}", unit="batch", disable=None):
             splits = split_codes(batch.column("split"), path)
             # Python lists with </s> appended by sentencepiece, flattened in one pass: cheaper than a numpy
             # array per row (the stage stays close to raw encode speed, see bench/bench_shards.py).
@@ -459,7 +473,7 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
 
     columns = ["row_id", "split", "src_lang", "tgt_lang", "src_text", "tgt_text"]
     try:
-        for batch in tqdm(iter_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
+        for batch in tqdm(read_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
             splits = split_codes(batch.column("split"), path)
             src = encode_buffers(sp, batch.column("src_text").to_pylist(), threads)
             tgt = encode_buffers(sp, batch.column("tgt_text").to_pylist(), threads)
