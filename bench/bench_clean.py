@@ -269,7 +269,7 @@ def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
     """Best-of-3 seconds to read every span with read_rows, and with a rescan from the first batch."""
 
     def read_all() -> None:
-        clean._BATCH_STARTS.clear()  # the one pass per file that finds the offsets is part of the work
+        clean._FILE_LAYOUTS.clear()  # the one pass per file that finds the offsets is part of the work
         for start, stop in spans:
             clean.read_rows(path, start, stop)
 
