@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -144,7 +143,7 @@ def fetch_url(
     if scheme == "file":
         _copy_file_url(url, part)
     elif scheme in ("http", "https"):
-        _download_with_retries(url, part, retry_policy(attempts, backoff, retry_after_max), timeout)
+        _download_with_retries(url, part, retry_policy(attempts, backoff), timeout, retry_after_max)
     else:
         raise DownloadError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
     actual = sha256_file(part)
@@ -164,13 +163,13 @@ def _copy_file_url(url: str, part: Path) -> None:
     shutil.copyfile(source, part)
 
 
-def retry_policy(attempts: int = ATTEMPTS, backoff: float = BACKOFF, retry_after_max: float = RETRY_AFTER_MAX) -> Retry:
+def retry_policy(attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Retry:
     """urllib3's ``Retry`` for ``attempts`` requests in all: which answers are retried, and how long to wait.
 
     Retried: a dropped connection or a body cut short (resumed with Range), and the statuses in
     ``RETRY_STATUSES``.  The wait before a retry is the server's ``Retry-After`` (seconds or an
-    HTTP date, capped at ``retry_after_max``) where it sends one, else urllib3's exponential
-    backoff: none before the first retry, then ``backoff`` × 2, × 4, ... capped at ``BACKOFF_MAX``.
+    HTTP date, as ``Retry`` parses it; ``_retry_delay`` caps it) where it sends one, else urllib3's
+    exponential backoff: none before the first retry, then ``backoff`` × 2, × 4, ... capped at ``BACKOFF_MAX``.
     """
     return Retry(
         total=attempts - 1,
@@ -184,7 +183,6 @@ def retry_policy(attempts: int = ATTEMPTS, backoff: float = BACKOFF, retry_after
         backoff_factor=backoff,
         backoff_max=BACKOFF_MAX,
         respect_retry_after_header=True,
-        retry_after_max=math.ceil(retry_after_max),  # urllib3 types it int
         raise_on_status=False,
     )
 
@@ -197,7 +195,7 @@ class _RetryableError(Exception):
         self.response = response
 
 
-def _download_with_retries(url: str, part: Path, retry: Retry, timeout: float) -> None:
+def _download_with_retries(url: str, part: Path, retry: Retry, timeout: float, retry_after_max: float) -> None:
     attempt = 1
     while True:
         response: BaseHTTPResponse | None = None
@@ -219,16 +217,17 @@ def _download_with_retries(url: str, part: Path, retry: Retry, timeout: float) -
                 f"{url}: failed after {attempt} attempts ({problem}); {kept} bytes kept in {part} to resume"
             ) from None
         attempt += 1
-        delay, why = _retry_delay(retry, response)
+        delay, why = _retry_delay(retry, response, retry_after_max)
         LOG.warning("%s: %s; retrying in %.2fs (%s; attempt %d of %d)", url, problem, delay, why, attempt,
                     attempt + (retry.total or 0))  # fmt: skip
         time.sleep(delay)
 
 
-def _retry_delay(retry: Retry, response: BaseHTTPResponse | None) -> tuple[float, str]:
+def _retry_delay(retry: Retry, response: BaseHTTPResponse | None, retry_after_max: float) -> tuple[float, str]:
     """Seconds to wait before the next request, as ``Retry.sleep`` would wait, and why.
 
-    ``Retry.sleep`` itself raises on a malformed Retry-After; here one falls back to the backoff.
+    Unlike ``Retry.sleep``, a Retry-After is capped at ``retry_after_max`` seconds (whatever urllib3's own cap,
+    which is 6 hours where it has one), and a malformed one falls back to the backoff instead of raising.
     """
     if response is not None:
         try:
@@ -236,7 +235,8 @@ def _retry_delay(retry: Retry, response: BaseHTTPResponse | None) -> tuple[float
         except urllib3.exceptions.InvalidHeader:
             after = None
         if after:
-            return after, f"Retry-After {response.headers.get('Retry-After')!r}"
+            header = response.headers.get("Retry-After")
+            return min(after, retry_after_max), f"Retry-After {header!r}, capped at {retry_after_max:g}s"
     return retry.get_backoff_time(), "backoff"
 
 
