@@ -266,7 +266,7 @@ def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], sca
 
 
 def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
-    """Best-of-3 seconds to read every span with read_rows, and with a rescan from the first batch."""
+    """Best-of-5 seconds to read every span with read_rows, and with a rescan from the first batch."""
 
     def read_all() -> None:
         clean._FILE_LAYOUTS.clear()  # the one pass per file that finds the offsets is part of the work
@@ -277,7 +277,7 @@ def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
         for start, stop in spans:
             rescan_rows(path, start, stop)
 
-    return _best_of(3, read_all), _best_of(3, rescan_all)
+    return _best_of(5, read_all), _best_of(5, rescan_all)
 
 
 def bench_reads(rows: int, partition_rows: int, scale: int = 8) -> None:
