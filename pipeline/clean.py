@@ -69,20 +69,91 @@ class Partition:
 
 
 def read_rows(path: str, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table)."""
+    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table).
+
+    Only the record batches that hold these rows are read, found from the file's layout (``_file_layout``:
+    where each batch starts, in rows and in bytes; one pass over a file per process), and read straight
+    from their byte offsets. So reading every partition of a file is linear in its batches: no rescan
+    from the first batch, and not even the footer (which lists every batch) is parsed again.
+    """
+    layout = _file_layout(path)
+    starts = layout.starts
+    first = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
     with pa.memory_map(path, "r") as source:
-        reader = ipc.open_file(source)
-        pieces, offset = [], 0
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            lo, hi = max(start - offset, 0), min(stop - offset, batch.num_rows)
+        reader = ipc.open_file(source) if layout.offsets is None else None
+        pieces = []
+        for i in range(first, len(starts) - 1):
+            row = int(starts[i])
+            if row >= stop:
+                break
+            if reader is not None:
+                batch = reader.get_batch(i)
+            else:
+                source.seek(int(layout.offsets[i]))
+                batch = ipc.read_record_batch(ipc.read_message(source), layout.schema)
+            lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
             if hi > lo:
                 pieces.append(batch.slice(lo, hi - lo))
-            offset += batch.num_rows
-            if offset >= stop:
-                break
-        table = pa.Table.from_batches(pieces, schema=reader.schema)
+        table = pa.Table.from_batches(pieces, schema=layout.schema)
     return table.select(list(columns)) if columns else table
+
+
+@dataclass(frozen=True)
+class _FileLayout:
+    """Where the record batches of an Arrow IPC file are: ``starts`` (first row of each batch, then the row
+    count) and ``offsets`` (byte offset of each batch's message; None when the file has dictionary batches,
+    which must be read through the file reader)."""
+
+    schema: pa.Schema
+    starts: np.ndarray
+    offsets: np.ndarray | None
+
+
+_FILE_LAYOUTS: collections.OrderedDict[tuple, _FileLayout] = collections.OrderedDict()
+_FILE_LAYOUTS_KEPT = 64  # files whose layout a process keeps (16 bytes a batch)
+_IPC_FILE_PREFIX = 8  # "ARROW1" and two bytes of padding; then the stream: schema, batches, end marker
+
+
+def _file_layout(path: str) -> _FileLayout:
+    """The layout of an Arrow IPC file, cached per process (an LRU of ``_FILE_LAYOUTS_KEPT`` files), keyed by
+    the file's identity, so a rewritten file is read afresh.
+
+    The messages are walked once through a memory map: their headers are read, their bodies are not touched.
+    """
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    layout = _FILE_LAYOUTS.get(key)
+    if layout is not None:
+        with contextlib.suppress(KeyError):  # another thread may have just evicted it
+            _FILE_LAYOUTS.move_to_end(key)
+        return layout
+    with pa.memory_map(os.fspath(path), "r") as source:
+        reader = ipc.open_file(source)
+        schema, count = reader.schema, reader.num_record_batches
+        rows, offsets = [], []
+        source.seek(_IPC_FILE_PREFIX)
+        while True:
+            offset = source.tell()
+            try:
+                message = ipc.read_message(source)
+            except EOFError:  # the stream's end marker
+                break
+            if message.type == "record batch":
+                offsets.append(offset)
+                rows.append(ipc.read_record_batch(message, schema).num_rows)
+            elif message.type != "schema":
+                offsets = None  # dictionary batches: read through the file reader
+                break
+        if offsets is None or len(offsets) != count:  # not the plain layout pyarrow writes: use the footer
+            rows, offsets = [reader.get_batch(i).num_rows for i in range(count)], None
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(rows, out=starts[1:])
+    layout = _FileLayout(schema, starts, None if offsets is None else np.asarray(offsets, dtype=np.int64))
+    _FILE_LAYOUTS[key] = layout
+    while len(_FILE_LAYOUTS) > _FILE_LAYOUTS_KEPT:
+        with contextlib.suppress(KeyError):
+            _FILE_LAYOUTS.popitem(last=False)
+    return layout
 
 
 def _worker_address() -> str:
