@@ -166,13 +166,23 @@ def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -
     import matplotlib.pyplot as plt
 
     names = sorted(languages)
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, len(names) * 0.9), 4))
-    axes[0].bar(names, [languages[n].kept for n in names], color="tab:blue")
-    axes[0].set_title("kept lines per language")
-    axes[0].set_yscale("symlog")
-    axes[1].bar(names, [languages[n].characters for n in names], color="tab:green")
-    axes[1].set_title("kept characters per language")
-    axes[1].set_yscale("symlog")
+    y = np.arange(len(names))
+    # Languages on the y axis (names never collide) and a log x axis that starts at 1: sizes span orders of
+    # magnitude, and an empty language shows as no bar with its count written beside it.
+    fig, axes = plt.subplots(1, 2, figsize=(11, max(3, 0.4 * len(names) + 1.5)))
+    for ax, title, values, color in (
+        (axes[0], "kept lines per language", [languages[n].kept for n in names], "tab:blue"),
+        (axes[1], "kept characters per language", [languages[n].characters for n in names], "tab:green"),
+    ):
+        ax.barh(y, values, color=color)
+        ax.set_xscale("log")
+        ax.set_xlim(left=1, right=max([*values, 10]) * 4)
+        for row, value in zip(y, values, strict=True):
+            ax.annotate(f"{value:,}", (max(value, 1), row), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize="small")  # fmt: skip
+        ax.set_yticks(y, names)
+        ax.invert_yaxis()
+        ax.set_title(title)
     fig.tight_layout()
     save_png(fig, path)
 

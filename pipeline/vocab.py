@@ -309,18 +309,22 @@ def plot_report(report: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     import matplotlib.pyplot as plt
 
     per_lang = report["languages"]
-    codes = [c for c in per_lang if per_lang[c]["fertility"] is not None]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    labels = [f"{c}\n({'tok/char' if per_lang[c]['unit'] == 'characters' else 'tok/word'})" for c in codes]
-    axes[0].bar(labels, [per_lang[c]["fertility"] for c in codes], color="tab:blue")
-    axes[0].set_title("fertility (valid split)")
-    width = 0.4
-    x = np.arange(len(codes))
-    axes[1].bar(x - width / 2, [per_lang[c]["unk_rate"] for c in codes], width, label="unk")
-    axes[1].bar(x + width / 2, [per_lang[c]["byte_fallback_rate"] for c in codes], width, label="byte fallback")
-    axes[1].set_xticks(x, codes)
+    codes = sorted(c for c in per_lang if per_lang[c]["fertility"] is not None)
+    # Languages on the y axis: names never collide, however many languages there are.
+    fig, axes = plt.subplots(1, 3, figsize=(14, max(3.5, 0.45 * len(codes) + 1.5)))
+    y = np.arange(len(codes))
+    labels = [f"{c} ({'tok/char' if per_lang[c]['unit'] == 'characters' else 'tok/word'})" for c in codes]
+    axes[0].barh(y, [per_lang[c]["fertility"] for c in codes], color="tab:blue")
+    axes[0].set_yticks(y, labels)
+    axes[0].invert_yaxis()
+    axes[0].set_title("fertility on the valid split (lower is better)")
+    height = 0.4
+    axes[1].barh(y - height / 2, [per_lang[c]["unk_rate"] or 0 for c in codes], height, label="unk")
+    axes[1].barh(y + height / 2, [per_lang[c]["byte_fallback_rate"] or 0 for c in codes], height, label="byte fallback")
+    axes[1].set_yticks(y, codes)
+    axes[1].invert_yaxis()
     axes[1].set_title("share of tokens")
-    axes[1].legend()
+    axes[1].legend(fontsize="small")
     small = report.get("smallest_language") or {}
     if small.get("fertility"):
         names = list(small["fertility"])
