@@ -33,6 +33,7 @@ from pipeline import config as pfconfig
 from pipeline import lid, schemas, stats
 from pipeline.arrow_io import ArrowWriter, count_rows, write_json
 from pipeline.dedup import KeySet, as_keys, text_keys
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of this stage's interface)
     BUCKET_NAMES,
@@ -47,12 +48,12 @@ from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of
     rule_reasons,
 )
 
-LOG = logging.getLogger("pipeline.clean")
+LOG = logging.getLogger(__name__)
 
 POS = "_pos"  # row position in its input file: rejected rows are written back in input order
 
 
-class CleanError(RuntimeError):
+class CleanError(PolyforgeError, RuntimeError):
     """The clean stage cannot give a usable result (e.g. a required language lost every row)."""
 
 

@@ -18,11 +18,12 @@ import jsonschema
 import yaml
 
 from pipeline import langs
+from pipeline.errors import PolyforgeError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(PolyforgeError, ValueError):
     """A config value that is wrong, with the key that holds it."""
 
 

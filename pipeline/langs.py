@@ -14,6 +14,8 @@ import re
 
 import langcodes
 
+from pipeline.errors import PolyforgeError
+
 # Languages whose canonical code keeps the script subtag, because they are written in two.
 TWO_SCRIPT_LANGUAGES = frozenset({"zh", "sr"})
 # Their two scripts: Serbian's are told apart by the text's own letters; Chinese's are both Han.
@@ -35,7 +37,7 @@ _MODIFIER_SCRIPTS = {"latin": "Latn", "cyrillic": "Cyrl", "devanagari": "Deva"}
 UNSPACED_SCRIPTS = frozenset({"Hans", "Hant", "Hani", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(PolyforgeError, ValueError):
     """A language tag that no standard knows."""
 
 

@@ -36,6 +36,7 @@ import langcodes
 import numpy as np
 
 from pipeline import langs
+from pipeline.errors import PolyforgeError
 
 LABEL_PREFIX = "__label__"
 PROB_BINS = 10  # fixed histogram bins of LID confidence: [0, .1), ..., [.9, 1.0]
@@ -61,7 +62,7 @@ _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
 
-class LidLabelError(ValueError):
+class LidLabelError(PolyforgeError, ValueError):
     """A configured language that the LID model cannot label, or an override naming a label it lacks."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.arrow_io import sha256_file, write_json
 from pipeline.config import DOWNSTREAM_KEYS
+from pipeline.errors import PolyforgeError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -35,7 +36,7 @@ LIBRARIES = ("datasets", "fasttext-numpy2-wheel", "numpy", "polars", "pyarrow", 
 SHARD_KINDS = ("mlm", "tlm")
 
 
-class ManifestError(ValueError):
+class ManifestError(PolyforgeError, ValueError):
     """A manifest that cannot be read, or that contradicts what is being built."""
 
 

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from pipeline import manifest, schemas
 from pipeline.arrow_io import ArrowWriter, read_schema, sha256_file
 from pipeline.dedup import KeySet, as_keys
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.schemas import EOS, PAD
 
@@ -58,10 +59,10 @@ REJECT_REASONS = (
     "duplicate",
 )
 
-LOGGER = logging.getLogger("pipeline.shards")
+LOG = logging.getLogger(__name__)
 
 
-class ShardsError(ValueError):
+class ShardsError(PolyforgeError, ValueError):
     """Input the shard stage cannot use, naming the file or config key."""
 
 
@@ -260,10 +261,10 @@ def check_private_encode(sp: spm.SentencePieceProcessor) -> bool:
     except (AttributeError, TypeError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
     if problem is None:
-        LOGGER.info("shards: sentencepiece %s: the private batch encode matches the public encode on %d probe "
+        LOG.info("shards: sentencepiece %s: the private batch encode matches the public encode on %d probe "
                     "texts; using it", spm.__version__, len(texts))  # fmt: skip
     else:
-        LOGGER.warning("shards: sentencepiece %s: the private batch encode differs from the public encode on the "
+        LOG.warning("shards: sentencepiece %s: the private batch encode differs from the public encode on the "
                        "probe batch (%s); encoding with the public encode instead (slower, same ids)",
                        spm.__version__, problem)  # fmt: skip
     _PRIVATE_ENCODE_OK[sp] = ok = problem is None
@@ -342,7 +343,7 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
         raise
     for split in sorted(streams):
         s = streams[split]
-        LOGGER.info("shards: mlm %s/%s: %d documents -> %d rows", split, lang, s.documents,
+        LOG.info("shards: mlm %s/%s: %d documents -> %d rows", split, lang, s.documents,
                  sum(r.rows for r in s.series.records))  # fmt: skip
     return [r for split in sorted(streams) for r in streams[split].series.records]
 
@@ -497,7 +498,7 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
         for w in writers.values():
             w.series.abort()
         raise
-    LOGGER.info("shards: tlm %s-%s: %s", src_lang, tgt_lang, stats.as_dict())
+    LOG.info("shards: tlm %s-%s: %s", src_lang, tgt_lang, stats.as_dict())
     return [r for split in sorted(writers) for r in writers[split].series.records], stats
 
 
@@ -569,7 +570,7 @@ def run_shards_stage(
     if manifest_path.name != manifest.MANIFEST_NAME:
         raise ShardsError(f"{manifest_path}: the shards manifest must be named {manifest.MANIFEST_NAME}")
     shards_dir = manifest_path.parent
-    with stage_logging(log) as logger:
+    with stage_logging(log):
         spm_sha256 = sha256_file(spm_model)
         try:
             manifest.check_vocabulary(manifest_path, spm_sha256)
@@ -581,7 +582,7 @@ def run_shards_stage(
         records: list[ShardRecord] = []
         for lang in sorted(clean_paths):
             if lang not in cfg["languages"]:
-                logger.warning("shards: %s: language %r is not in config; skipped", clean_paths[lang], lang)
+                LOG.warning("shards: %s: language %r is not in config; skipped", clean_paths[lang], lang)
                 continue
             records += build_mlm_language(sp, lang, Path(clean_paths[lang]), shards_dir, cfg["shards"], threads,
                                           spm_sha256)  # fmt: skip
@@ -590,7 +591,7 @@ def run_shards_stage(
         for path in sorted(Path(p) for p in pair_paths):
             pair = configured_pair(path.name.removesuffix(".arrow"), cfg["languages"])
             if pair is None:
-                logger.warning("shards: %s: pair languages are not both in config; skipped", path)
+                LOG.warning("shards: %s: pair languages are not both in config; skipped", path)
                 skipped.append(path.name)
                 continue
             pair_records, stats = build_tlm_pair(sp, *pair, path, shards_dir, cfg, threads, spm_sha256)
@@ -599,5 +600,5 @@ def run_shards_stage(
         result = manifest.build_manifest(shards_dir, [r.__dict__ for r in records], spm_model, spm_sha256, cfg,
                                          {"pairs": tlm_stats, "skipped_files": skipped})  # fmt: skip
         manifest.write_manifest(manifest_path, result)
-        logger.info("shards: wrote %d shards and %s", len(records), manifest_path)
+        LOG.info("shards: wrote %d shards and %s", len(records), manifest_path)
     return result

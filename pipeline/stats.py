@@ -22,7 +22,7 @@ from pipeline import lid, textrules
 from pipeline.arrow_io import iter_batches, save_png, write_json
 from pipeline.dedup import KeySet, as_keys
 
-LOG = logging.getLogger("pipeline.stats")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

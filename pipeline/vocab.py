@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -29,9 +30,12 @@ from tqdm import tqdm
 
 from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_batches, save_png, write_json
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.mixture import alpha_sample
 from pipeline.schemas import BOS, EOS, MASK, PAD, SPECIAL_PIECES, UNK
+
+LOG = logging.getLogger(__name__)
 
 MODEL_NAME, VOCAB_NAME, REPORT_JSON, REPORT_PNG, HF_DIR = "spm.model", "spm.vocab", "report.json", "report.png", "hf"
 
@@ -61,7 +65,7 @@ class VocabOutputs:
                    out_dir / HF_DIR)  # fmt: skip
 
 
-class VocabError(ValueError):
+class VocabError(PolyforgeError, ValueError):
     """A vocab setting the data cannot support, naming the config key."""
 
 
@@ -386,7 +390,6 @@ def smallest_language_comparison(
     cfg: Mapping[str, Any],
     sp: spm.SentencePieceProcessor,
     sample: SampleStats,
-    logger: Any,
 ) -> dict[str, Any]:
     """Fertility of the smallest language under alpha_vocab beside a same-size model trained with α = 1."""
     lang = mixture["smallest"]
@@ -398,7 +401,7 @@ def smallest_language_comparison(
               "sample_share": {f"alpha={alpha}": sample.as_dict()["share"].get(lang)}}  # fmt: skip
     if alpha == 1.0 or not cfg["vocab"]["compare_alpha_one"]:
         return result
-    logger.info("vocab: training the α = 1.0 comparison model for %s", lang)
+    LOG.info("vocab: training the α = 1.0 comparison model for %s", lang)
     model_one, stats_one = sample_and_train(clean_paths, mixture, cfg, alpha=1.0, purpose="vocab-alpha1")
     one = tokenizer_stats(load_processor(model_one), clean_paths[lang], lang, "valid", threads)
     result["fertility"]["alpha=1.0"] = one["fertility"]
@@ -412,7 +415,6 @@ def build_report(
     cfg: Mapping[str, Any],
     model: bytes,
     sample: SampleStats,
-    logger: Any,
 ) -> dict[str, Any]:
     sp = load_processor(model)
     threads = cfg["vocab"]["num_threads"]
@@ -421,7 +423,7 @@ def build_report(
     }
     for lang, stats in per_lang.items():
         if stats["sentences"] == 0:
-            logger.warning("vocab report: %s has no valid-split rows; its rates are null", lang)
+            LOG.warning("vocab report: %s has no valid-split rows; its rates are null", lang)
     return {
         "vocab_size": sp.get_piece_size(),
         "model_type": cfg["vocab"]["model_type"],
@@ -430,7 +432,7 @@ def build_report(
         "sample": sample.as_dict(),
         "languages": per_lang,
         "excluded": mixture.get("excluded", []),
-        "smallest_language": smallest_language_comparison(clean_paths, mixture, cfg, sp, sample, logger),
+        "smallest_language": smallest_language_comparison(clean_paths, mixture, cfg, sp, sample),
     }
 
 
@@ -449,16 +451,16 @@ def run_vocab_stage(
     from pipeline.hf_tokenizer import export_hf_tokenizer
 
     out = out if isinstance(out, VocabOutputs) else VocabOutputs.in_folder(out)
-    with stage_logging(log) as logger:
+    with stage_logging(log):
         mixture = read_mixture(mixture_json)
         for lang in sorted(set(clean_paths) - set(mixture["languages"])):
-            logger.warning("vocab: %s is not in the mixture (empty train split): left out of the sample", lang)
+            LOG.warning("vocab: %s is not in the mixture (empty train split): left out of the sample", lang)
         model, sample = sample_and_train(clean_paths, mixture, cfg)
         write_model(model, None, out.model, out.vocab)
-        logger.info("vocab: sample %s", sample.as_dict())
-        report = build_report(clean_paths, mixture, cfg, model, sample, logger)
+        LOG.info("vocab: sample %s", sample.as_dict())
+        report = build_report(clean_paths, mixture, cfg, model, sample)
         write_json(out.report, report)
         plot_report(report, out.plot)
         export_hf_tokenizer(out.model, out.hf, cfg)
-        logger.info("vocab: wrote %s, %s, %s, %s and %s", out.model, out.vocab, out.report, out.plot, out.hf)
+        LOG.info("vocab: wrote %s, %s, %s, %s and %s", out.model, out.vocab, out.report, out.plot, out.hf)
     return report

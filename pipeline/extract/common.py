@@ -31,7 +31,7 @@ from pipeline import langs, schemas
 from pipeline.arrow_io import ArrowWriter
 from pipeline.splits import SplitConfig, assign_split
 
-LOG = logging.getLogger("pipeline.extract")
+LOG = logging.getLogger(__name__)
 STATS_FILE = "extract_stats.json"
 MAX_WARNINGS_KEPT = 1000  # the stats file lists this many; the total is always counted
 # Group keys whose split is remembered. The split is a pure hash of the key, so the cache is only a
