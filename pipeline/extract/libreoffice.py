@@ -8,14 +8,15 @@ Hidden ``switchinline`` variants (macOS key names, other modules' wording) are l
 ``default…`` variant is the text.  A block id that occurs twice in a page (embedded sections) gets ``.2``, ``.3``… in order, which
 is the same in every language because the pages share their structure.
 
-Pages are parsed with lxml (libxml2's HTML parser) and the blocks read off the tree; the text
-rules (what is skipped, where a space goes) are the ones the earlier stdlib ``html.parser`` reader
-applied to the tag stream, and give the same rows on the real help pages.
+Pages are parsed with lxml (libxml2's HTML parser) and the blocks read off the tree.  The text
+rules (what is skipped, where a space goes) are those of the stdlib ``html.parser`` reader this
+replaced, which gave the same blocks on every page of three whole help packages; they part only
+on markup that HTML's own rules restructure (a ``<div>`` or ``<table>`` inside a ``<p>`` ends the
+``<p>``), which the help pages do not have.
 """
 
 from __future__ import annotations
 
-import html.parser
 import re
 import threading
 from pathlib import Path
@@ -38,81 +39,15 @@ BLOCK_ID = re.compile(r"^(?:(?:hd|par)_\w+|N\d+)$")
 # Elements whose content never is help text, even inside a block.
 _SKIP_CONTENT = frozenset({"script", "style", "noscript"})
 _SPACED = frozenset({"br", "li", "td", "th", "tr", "div", "p"})
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# Where the help text of a page starts, and anything before it that could make a block (see _content).
 _CONTENT_MARKER = b'<div id="DisplayArea"'
 _BLOCK_LIKE_ID = re.compile(rb"(?i:\bid)\s*=\s*[\"']?\s*(?:hd_|par_|N\d)")
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
 
 
 class Block(NamedTuple):
     block_id: str
     text: str
-
-
-def _is_hidden_variant(attrs: dict[str, str | None]) -> bool:
-    """A hidden alternative of a ``switchinline`` (macOS keys, another module's wording).
-
-    The help shows one variant by script; without it, the ``default…`` one is the text to keep.
-    """
-    return "hidden" in attrs and not (attrs.get("id") or "").startswith("default")
-
-
-class _HelpPageParser(html.parser.HTMLParser):
-    """Collect the flattened text of every element whose id is a help block id."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str, str]] = []
-        self._block_id: str | None = None  # the block being read
-        self._stack: list[str] = []  # tags open inside the block, the block's own first
-        self._skip_from: int | None = None  # stack depth where skipped content began
-        self._parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if self._block_id is None:
-            block_id = values.get("id") or ""
-            if BLOCK_ID.match(block_id) and tag not in _VOID:
-                self._block_id, self._stack, self._parts, self._skip_from = block_id, [tag], [], None
-            return
-        if tag in _SPACED:
-            self._parts.append(" ")
-        if tag in _VOID:
-            return
-        self._stack.append(tag)
-        if self._skip_from is None and (tag in _SKIP_CONTENT or _is_hidden_variant(values)):
-            self._skip_from = len(self._stack)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._block_id is not None and tag in _SPACED:
-            self._parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._block_id is None or tag not in self._stack:
-            return  # outside a block, or a stray end tag
-        while self._stack:  # close up to the matching tag (tolerates unclosed inline tags)
-            closed = self._stack.pop()
-            if self._skip_from is not None and len(self._stack) < self._skip_from:
-                self._skip_from = None
-            if closed == tag:
-                break
-        if tag in _SPACED:
-            self._parts.append(" ")
-        if not self._stack:
-            self._finish()
-
-    def handle_data(self, data: str) -> None:
-        if self._block_id is not None and self._skip_from is None:
-            self._parts.append(data)
-
-    def _finish(self) -> None:
-        assert self._block_id is not None
-        self.blocks.append((self._block_id, "".join(self._parts)))
-        self._block_id, self._stack, self._parts, self._skip_from = None, [], [], None
-
-    def close(self) -> None:
-        super().close()
-        if self._block_id is not None:  # an unclosed block at the end of the page: keep what it had
-            self._finish()
 
 
 _LOCAL = threading.local()  # an lxml parser serves one thread at a time
@@ -195,26 +130,14 @@ def _raw_blocks(html_text: str) -> list[tuple[str, str]]:
     return found
 
 
-def _number_blocks(raw_blocks: list[tuple[str, str]]) -> list[Block]:
+def parse_help_page(html_text: str) -> list[Block]:
+    """The blocks of one page in document order, repeated ids numbered ``id.2``, ``id.3``…"""
     seen: dict[str, int] = {}
     blocks = []
-    for block_id, raw in raw_blocks:
+    for block_id, raw in _raw_blocks(html_text):
         n = seen[block_id] = seen.get(block_id, 0) + 1
         blocks.append(Block(block_id if n == 1 else f"{block_id}.{n}", clean_text(raw)))
     return blocks
-
-
-def parse_help_page(html_text: str) -> list[Block]:
-    """The blocks of one page in document order, repeated ids numbered ``id.2``, ``id.3``…"""
-    return _number_blocks(_raw_blocks(html_text))
-
-
-def parse_help_page_stdlib(html_text: str) -> list[Block]:
-    """The former reader (stdlib ``html.parser``), kept only until the lxml one is shown equal."""
-    parser = _HelpPageParser()
-    parser.feed(html_text)
-    parser.close()
-    return _number_blocks(parser.blocks)
 
 
 def help_module(page: str) -> str | None:
