@@ -346,8 +346,8 @@ def at_layer(xs: np.ndarray, ys: np.ndarray, layer: int, variant: str, pairs: Pa
              n_boot: int) -> dict[str, Any]:  # fmt: skip
     """One variant at one layer: both directions, their mean and its cluster-bootstrap interval."""
     entry = _entry(score_variant(xs[layer], ys[layer], variant, k))
-    ci = geometry.bootstrap_mean_ci(item_hits(xs[layer], ys[layer], variant, k), pairs.groups, seed, n_boot)
-    return {**entry, "layer": layer, "ci95": [_round(ci.low), _round(ci.high)]}
+    interval = _interval(item_hits(xs[layer], ys[layer], variant, k), pairs.groups, seed, n_boot)
+    return {**entry, "layer": layer, "ci95": interval["ci95"]}
 
 
 def choose_layers(valid: dict[str, dict[str, list[dict[str, float]]]], n_layers: int) -> dict[str, Any]:
@@ -401,9 +401,11 @@ def no_data(reason: str, **counts: int) -> dict[str, Any]:
 
 
 def score_language(models: Models, pivot: str, test: PairSet, valid_curves: dict, settings: dict) -> dict[str, Any]:
-    """Every row of one language's test table, by layer and at the layers ``valid_curves`` chose."""
+    """Every row of one language's test table, by layer and at the layers ``valid_curves`` chose, and the
+    paired difference ours - twin (per-item hits at each one's chosen layer) with its bootstrap interval."""
     k, seed, n_boot = settings["retrieval"]["margin_k"], settings["seed"], settings["retrieval"]["bootstrap"]
     result: dict[str, Any] = {"status": "ok", "n_test": len(test), "chance": _round(1 / len(test))}
+    hits: dict[str, dict[str, np.ndarray]] = {}
     for enc in (models.ours, models.twin):
         xs, ys = embed_pairs(enc, pivot, test)
         layers = settings["chosen"][enc.name]
@@ -411,10 +413,18 @@ def score_language(models: Models, pivot: str, test: PairSet, valid_curves: dict
             "test_by_layer": by_layer(xs, ys, k),
             "test": {v: at_layer(xs, ys, layers[v]["layer"], v, test, k, seed, n_boot) for v in VARIANTS},
         }
+        hits[enc.name] = {v: item_hits(xs[layers[v]["layer"]], ys[layers[v]["layer"]], v, k) for v in VARIANTS}
         if valid_curves.get(enc.name) is not None:
             result[enc.name]["valid_by_layer"] = valid_curves[enc.name]
+    result["ours_minus_twin"] = {v: _interval(hits["ours"][v] - hits["twin"][v], test.groups, seed, n_boot)
+                                 for v in VARIANTS}  # fmt: skip
     result["lexical_overlap"] = lexical_floor(models.sp, test)
     return result
+
+
+def _interval(values: np.ndarray, groups: list[str], seed: int, n_boot: int) -> dict[str, Any]:
+    ci = geometry.bootstrap_mean_ci(values, groups, seed, n_boot)
+    return {"mean": _round(ci.estimate), "ci95": [_round(ci.low), _round(ci.high)]}
 
 
 def score_reference(reference: ReferenceEncoder | None, models: Models, pivot: str, test: PairSet,
@@ -483,7 +493,8 @@ def _libreoffice_table(models: Models, inputs: RetrievalInputs, reference: Refer
     max_pairs, seed, min_items = settings["max_pairs"], settings["seed"], settings["retrieval"]["min_items"]
     targets = [lang for lang in inputs.languages if lang != inputs.pivot]
     path = lambda lang: inputs.pairs_dir / f"{inputs.pivot}-{lang}.arrow"  # noqa: E731
-    valid = {lang: load_pairs(path(lang), lang, "valid", inputs.pair_sources, max_pairs, seed) for lang in targets}
+    max_valid = min(max_pairs, settings["retrieval"]["max_valid_pairs"])  # layer choice needs fewer than scoring
+    valid = {lang: load_pairs(path(lang), lang, "valid", inputs.pair_sources, max_valid, seed) for lang in targets}
     curves = _valid_curves(models, inputs.pivot, valid, settings)
     settings["chosen"] = {name: choose_layers(per, models.ours.layers()) for name, per in curves.items()}
     languages: dict[str, Any] = {}
@@ -602,11 +613,13 @@ def multiway_items(inputs: RetrievalInputs, settings: dict) -> dict[str, dict[st
         rows = [r for r in iter_rows(path, ["source", "split", "src_row_id", "src_text", "tgt_text"])
                 if r["split"] == "test" and r["source"] in inputs.pair_sources] if path.is_file() else []  # fmt: skip
         by_lang[lang] = {r["src_row_id"]: r for r in _unique_both_sides(rows, "src_text", "tgt_text")}
+    by_lang = {lang: rows for lang, rows in by_lang.items() if rows}  # a language without pairs is left out (and said)
     common = sorted(set.intersection(*(set(d) for d in by_lang.values()))) if by_lang else []
     common = sorted(common, key=lambda rid: _stable_key(settings["seed"], rid))[: settings["max_pairs"]]
     if common:
-        sets["libreoffice"] = {inputs.pivot: [by_lang[targets[0]][rid]["src_text"] for rid in common]}
-        sets["libreoffice"].update({lang: [by_lang[lang][rid]["tgt_text"] for rid in common] for lang in targets})
+        first = next(iter(by_lang.values()))
+        sets["libreoffice"] = {inputs.pivot: [first[rid]["src_text"] for rid in common]}
+        sets["libreoffice"].update({lang: [rows[rid]["tgt_text"] for rid in common] for lang, rows in by_lang.items()})
     if inputs.udhr_dirs:
         wanted = sorted(set(inputs.languages) | set(settings["udhr"]["extra_languages"]))
         texts = {lang: read_udhr(inputs.udhr_dirs[0], lang) for lang in wanted}
@@ -649,10 +662,12 @@ def cka_results(inputs: RetrievalInputs, settings: dict) -> dict[str, Any]:
         datasets[name] = {"status": "ok", "n_items": n, "languages": sorted(items),
                           "unseen": sorted(set(items) - set(models.meta["lang2id"])),
                           "ours": cka_matrices(models.ours, items), "twin": cka_matrices(models.twin, items)}  # fmt: skip
-    missing = sorted(set(settings["udhr"]["extra_languages"]) - set(sets.get("udhr", {})))
+    wanted = {"libreoffice": set(inputs.languages),
+              "udhr": set(inputs.languages) | set(settings["udhr"]["extra_languages"])}  # fmt: skip
+    for name, data in datasets.items():
+        data["languages_without_items"] = sorted(wanted[name] - set(sets.get(name, {})))
     return {"model": {"path": str(inputs.model_dir), "step": models.meta["step"], "layers": models.ours.layers()},
-            "measure": "debiased linear CKA (unbiased HSIC, Song et al. 2012)", "datasets": datasets,
-            "udhr_languages_without_text": missing}  # fmt: skip
+            "measure": "debiased linear CKA (unbiased HSIC, Song et al. 2012)", "datasets": datasets}  # fmt: skip
 
 
 def run_cka(inputs: RetrievalInputs, settings: dict, out_json: str | Path, out_png: str | Path,

@@ -89,6 +89,9 @@ def test_retrieval_scores_every_layer_of_ours_and_the_twin_with_every_baseline(e
             low, high = de[name]["test"][variant]["ci95"]
             assert low <= de[name]["test"][variant]["mean"] <= high
     assert 0 < de["lexical_overlap"]["mean"] < 1
+    # the paired difference comes from per-item hits; the two accuracies from geometry's top-1 over the matrix
+    difference = de["ours"]["test"]["cosine"]["mean"] - de["twin"]["test"]["cosine"]["mean"]
+    assert de["ours_minus_twin"]["cosine"]["mean"] == pytest.approx(difference, abs=2e-6)
     assert result["reference"]["status"] in ("ok", "absent")
     if result["reference"]["status"] == "ok":  # the reference is a real multilingual encoder: far above chance
         assert de["reference"]["n"] <= tiny_config()["eval"]["reference"]["max_items"]
