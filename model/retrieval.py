@@ -44,9 +44,10 @@ from model.xlm import XLM
 from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_rows, write_json
 from pipeline.config import cache_root, output_root
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 
-LOG = logging.getLogger("pipeline.eval.retrieval")
+LOG = logging.getLogger(__name__)
 
 VARIANTS = ("cosine", "cosine_centred", "margin", "margin_centred")
 HEADLINE = "cosine"  # XTREME's measure; the one the summary, the plots and the resource family use
@@ -202,7 +203,7 @@ def random_twin(model: XLM, seed: int) -> XLM:
 # --------------------------------------------------------------------------------------- reference
 
 
-class ReferenceUnavailableError(RuntimeError):
+class ReferenceUnavailableError(PolyforgeError, RuntimeError):
     """The reference encoder could not be fetched, unpacked or run; the message says why."""
 
 

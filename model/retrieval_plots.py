@@ -13,16 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from pipeline.arrow_io import atomic_path  # noqa: E402
+from pipeline.arrow_io import save_png  # noqa: E402
 
 OURS, TWIN, FLOOR, REF, CHANCE = "tab:blue", "tab:gray", "tab:orange", "tab:green", "black"
 DATASET_TITLES = {"libreoffice": "LibreOffice help, test pairs", "udhr": "UDHR paragraphs (many-way)"}
-
-
-def _savefig(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})  # same data, same bytes
-    plt.close(fig)
 
 
 def _panels(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -83,7 +77,7 @@ def plot_retrieval_layers(result: dict[str, Any], path: str | os.PathLike[str]) 
     note = "" if ref["status"] == "ok" else f"   (reference {ref['name']} absent: {ref['reason'][:80]})"
     fig.suptitle(f"Cross-lingual retrieval by layer (★ = layer chosen on valid){note}", fontsize=11)
     fig.tight_layout(rect=(0, 0.5 / height, 1, 1 - 0.35 / height))
-    _savefig(fig, path)
+    save_png(fig, path)
 
 
 def plot_cka(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -95,7 +89,7 @@ def plot_cka(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         ax.axis("off")
         ax.text(0.5, 0.5, "CKA: no data\n" + "; ".join(f"{n}: {d['reason']}" for n, d in result["datasets"].items()),
                 ha="center", va="center", fontsize=9, wrap=True)  # fmt: skip
-        _savefig(fig, path)
+        save_png(fig, path)
         return
     n_langs = max(len(d["languages"]) for _, d in datasets)
     size = max(2.2, 0.32 * n_langs + 1.0)
@@ -121,7 +115,7 @@ def plot_cka(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     fig.colorbar(image, ax=axes, shrink=0.6, label="debiased linear CKA")
     fig.suptitle("Layer-wise debiased CKA between languages: trained model vs. random twin (* = unseen language)",
                  fontsize=11)  # fmt: skip
-    _savefig(fig, path)
+    save_png(fig, path)
 
 
 def plot_resource(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -133,7 +127,7 @@ def plot_resource(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     fig.suptitle(f"Resource vs. performance: retrieval P@1 ({result['variant']}, layer chosen on valid) "
                  "against training size", fontsize=11)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    _savefig(fig, path)
+    save_png(fig, path)
 
 
 def _resource_panel(ax: plt.Axes, name: str, rows: dict[str, Any], unit: str) -> None:
