@@ -23,6 +23,13 @@ from pipeline import config as pfconfig
 from tests.workflow_runner import REPO, run_workflow
 
 RUN = "tiny"
+
+
+def on_tiny_run(test):  # noqa: ANN001, ANN201
+    """A test on the tiny run: it runs the workflow, and the reference wheel comes from PyPI (absent if it cannot)."""
+    for mark in (pytest.mark.workflow, pytest.mark.network, pytest.mark.slow):
+        test = mark(test)
+    return test
 FAMILIES = {"retrieval": ["retrieval.json", "retrieval_layers.png"], "cka": ["cka.json", "cka.png"],
             "resource": ["resource.json", "resource.png"]}  # fmt: skip
 
@@ -67,6 +74,7 @@ def small_settings(max_pairs: int = 30) -> dict:
 # ------------------------------------------------------------------------------------ end to end
 
 
+@on_tiny_run
 def test_every_family_writes_its_json_and_plot(evaluated: Path) -> None:
     for names in FAMILIES.values():
         for name in names:
@@ -75,6 +83,7 @@ def test_every_family_writes_its_json_and_plot(evaluated: Path) -> None:
     assert (evaluated / "retrieval_layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@on_tiny_run
 def test_retrieval_scores_every_layer_of_ours_and_the_twin_with_every_baseline(evaluated: Path) -> None:
     result = read(evaluated / "retrieval.json")
     layers = result["model"]["layers"]
@@ -100,6 +109,7 @@ def test_retrieval_scores_every_layer_of_ours_and_the_twin_with_every_baseline(e
         assert result["reference"]["reason"] and de["reference"] == {"status": "absent"}
 
 
+@on_tiny_run
 def test_udhr_includes_the_extra_languages_as_unseen(evaluated: Path) -> None:
     udhr = read(evaluated / "retrieval.json")["udhr"]
     assert udhr["extra_languages"] == ["mr", "nl"]
@@ -111,6 +121,7 @@ def test_udhr_includes_the_extra_languages_as_unseen(evaluated: Path) -> None:
     assert cka["unseen"] == ["mr", "nl"] and set(cka["languages"]) == {"de", "en", "hi", "mr", "nl"}
 
 
+@on_tiny_run
 def test_stored_layer_score_matches_one_recomputed_through_the_embed_command(evaluated: Path) -> None:
     """Ours, en–de cosine at the last layer, recomputed from `model.embed.embed_lines` and a plain numpy argmax."""
     root = evaluated.parent.parent
@@ -129,6 +140,7 @@ def test_stored_layer_score_matches_one_recomputed_through_the_embed_command(eva
     assert stored[layer]["mean"] == pytest.approx(expected, abs=1e-6)
 
 
+@on_tiny_run
 def test_cka_matrices_are_symmetric_per_layer_with_a_unit_diagonal(evaluated: Path) -> None:
     result = read(evaluated / "cka.json")
     for name, data in result["datasets"].items():
@@ -142,6 +154,7 @@ def test_cka_matrices_are_symmetric_per_layer_with_a_unit_diagonal(evaluated: Pa
                 assert matrix.min() > -0.5, name
 
 
+@on_tiny_run
 def test_resource_pairs_each_score_with_the_mixture_size(evaluated: Path) -> None:
     result = read(evaluated / "resource.json")
     mixture = read(evaluated.parent.parent / "mixture" / "mixture.json")
@@ -151,6 +164,7 @@ def test_resource_pairs_each_score_with_the_mixture_size(evaluated: Path) -> Non
                                                  "seen_in_training": False}  # fmt: skip
 
 
+@on_tiny_run
 def test_trained_model_beats_its_random_twin_on_held_out_retrieval(evaluated: Path) -> None:
     """Macro average over en–X of test P@1 (cosine, layer chosen on valid): trained > random twin."""
     _, meta = load_model(evaluated.parent.parent / "models" / RUN)
@@ -164,6 +178,7 @@ def test_trained_model_beats_its_random_twin_on_held_out_retrieval(evaluated: Pa
 # ------------------------------------------------------------------------------- bad input, unit
 
 
+@on_tiny_run
 def test_languages_without_pairs_are_marked_no_data_and_the_reference_absent(evaluated: Path, tmp_path: Path) -> None:
     """ka has no pairs file and no UDHR text; a pair source with no rows leaves every language without data;
     a reference that cannot be fetched is recorded as absent, and the run goes on."""
@@ -196,6 +211,7 @@ def test_languages_without_pairs_are_marked_no_data_and_the_reference_absent(eva
     assert nothing["libreoffice"]["best_layer"]["ours"]["cosine"]["chosen_on"].startswith("no valid pairs")
 
 
+@on_tiny_run
 def test_a_model_trained_with_another_vocabulary_is_refused_naming_both_hashes(evaluated: Path, tmp_path: Path) -> None:
     root = evaluated.parent.parent
     model, meta = load_model(root / "models" / RUN)
@@ -229,3 +245,13 @@ def test_udhr_alignment_keeps_articles_split_alike_in_every_language() -> None:
     assert retrieval.aligned_keys([en, hi]) == [("1", 1), ("2", 1), ("2", 2), ("3", 1)]
     assert retrieval.aligned_keys([en, de, hi]) == [("1", 1), ("3", 1)]
     assert retrieval.aligned_keys([en, {}]) == []
+
+
+def test_extra_udhr_languages_rerun_only_the_udhr_extraction() -> None:
+    """eval.udhr.extra_languages is part of the udhr extract rule's params, and of no other source's."""
+    cfg = tiny_config()
+    edited = json.loads(json.dumps(cfg))
+    edited["eval"]["udhr"]["extra_languages"] = ["sw"]
+    assert pfconfig.extract_slice(cfg, "udhr") != pfconfig.extract_slice(edited, "udhr")
+    assert pfconfig.extract_slice(cfg, "gettext") == pfconfig.extract_slice(edited, "gettext")
+    assert pfconfig.clean_slice(cfg, ["udhr"]) == pfconfig.clean_slice(edited, ["udhr"])
