@@ -38,9 +38,10 @@ from tests.workflow_runner import SNAKEMAKE
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
-PARTITION = yaml.safe_load((PROFILE / "config.yaml").read_text())["default-resources"]["slurm_partition"]
+PROFILE_CONFIG = yaml.safe_load((PROFILE / "config.yaml").read_text())
+PARTITION = PROFILE_CONFIG["default-resources"]["slurm_partition"]
 TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
-WORKFLOW_TIMEOUT = 240  # seconds for the Slurm run of the tiny workflow up to the shards
+WORKFLOW_TIMEOUT = 285  # seconds for the Slurm run of the tiny workflow up to the shards
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -62,10 +63,15 @@ def ensure_slurm_installed() -> str | None:
     if not shutil.which("apt-get"):
         return "Slurm (slurm-wlm, munge) is not installed and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if _apt_lists_empty():
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm", "munge"],
-                   check=True, env=env, timeout=600, stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        if _apt_lists_empty():
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm", "munge"],
+                       check=True, env=env, timeout=600, capture_output=True)  # fmt: skip
+    except subprocess.CalledProcessError as err:
+        return f"apt-get could not install slurm-wlm and munge ({err}):\n{err.stderr.decode(errors='replace')[-2000:]}"
+    except subprocess.TimeoutExpired as err:
+        return f"apt-get could not install slurm-wlm and munge: {err}"
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
     assert not missing, f"apt-get installed slurm-wlm and munge, but these are still missing: {missing}"
     return None
@@ -74,10 +80,13 @@ def ensure_slurm_installed() -> str | None:
 # ----------------------------------------------------------------------------------------------- the cluster
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports (all bound at once, so none is handed out twice), for a Slurm of our own."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def node_hardware() -> dict[str, str]:
@@ -88,10 +97,14 @@ def node_hardware() -> dict[str, str]:
                                          "ThreadsPerCore", "RealMemory")}  # fmt: skip
 
 
+def node_memory_mb(hw: dict[str, str]) -> int:
+    return max(1, int(hw["RealMemory"]) - 256)
+
+
 def slurm_conf(root: Path, hw: dict[str, str], munge_socket: Path, ctld_port: int, slurmd_port: int) -> str:
     node = hw["NodeName"]
     # A little less memory than the host has: a node whose RealMemory is above what slurmd finds is drained.
-    memory = max(1, int(hw["RealMemory"]) - 256)
+    memory = node_memory_mb(hw)
     return f"""\
 ClusterName=polyforge-test
 SlurmctldHost={node}(127.0.0.1)
@@ -116,12 +129,13 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
+MailProg=/bin/true
 SwitchType=switch/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
-MinJobAge=300
+MinJobAge=600
 SlurmctldTimeout=60
 SlurmdTimeout=60
 NodeName={node} NodeAddr=127.0.0.1 CPUs={hw["CPUs"]} Boards={hw["Boards"]} SocketsPerBoard={hw["SocketsPerBoard"]} CoresPerSocket={hw["CoresPerSocket"]} ThreadsPerCore={hw["ThreadsPerCore"]} RealMemory={memory} State=UNKNOWN
@@ -139,7 +153,12 @@ class OneNodeSlurm:
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
         self.hw = node_hardware()
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        # Snakemake's jobstep (snakemake-executor-plugin-slurm-jobstep) drops every SLURM_* variable but the job's
+        # identity before its `srun -n1`, SLURM_CONF included; a cluster keeps its config in /etc/slurm or serves
+        # it configless, this one is in a temporary directory. So the job finds, first on PATH, an `srun` that
+        # sets SLURM_CONF again and execs the real one (nothing written outside the temporary directory).
+        self.bin = root / "bin"
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf), "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}"}
 
     # -- diagnostics
     def daemon_logs(self, lines: int = 40) -> str:
@@ -149,9 +168,9 @@ class OneNodeSlurm:
             proc = self.procs.get(name)
             state = "not started" if proc is None else ("running" if proc.poll() is None else f"exited {proc.returncode}")
             parts.append(f"--- {name} ({state}), {path}:\n" + "\n".join(text))
-        for name in ("slurmctld", "slurmd"):  # what the daemons printed before they had a log file
+        for name in self.procs:  # what a daemon printed on its own (all of it, when it died before its log)
             out = self.root / f"{name}.stdout"
-            if out.exists() and out.stat().st_size:
+            if out.exists() and out.stat().st_size and not (self.logs[name].exists() and self.logs[name].stat().st_size):
                 parts.append(f"--- {name} stdout/stderr:\n" + out.read_text(errors="replace")[-3000:])
         return "\n".join(parts)
 
@@ -190,7 +209,11 @@ class OneNodeSlurm:
                                f"--pid-file={munge_dir / 'munged.pid'}", f"--seed-file={munge_dir / 'munged.seed'}"])  # fmt: skip
         self._wait("munged's socket", self.munge_socket.exists, timeout=30)
 
-        ports = _free_port(), _free_port()
+        self.bin.mkdir()
+        shim = self.bin / "srun"
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun")} "$@"\n')
+        shim.chmod(0o755)
+        ports = _free_ports(2)
         self.conf.write_text(slurm_conf(self.root, self.hw, self.munge_socket, *ports))
         # -D: foreground (so the PID is ours), -i: ignore state files, -c: clear previous state
         self._start("slurmctld", ["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)])
@@ -203,6 +226,10 @@ class OneNodeSlurm:
         return self.hw["NodeName"]
 
     @property
+    def memory_mb(self) -> int:
+        return node_memory_mb(self.hw)
+
+    @property
     def cpus(self) -> int:
         return int(self.hw["CPUs"])
 
@@ -210,8 +237,42 @@ class OneNodeSlurm:
         state = self._scontrol("show", "node", self.node).stdout
         return "State=IDLE" in state and "DRAIN" not in state and "NOT_RESPONDING" not in state
 
+    def squeue(self) -> str:
+        result = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %k %T"], capture_output=True,
+                                text=True, env=self.env, timeout=20)  # fmt: skip
+        return result.stdout
+
+    def _cluster_processes(self) -> set[int]:
+        """PIDs started for this cluster, found by the SLURM_CONF=<our slurm.conf> in their environment: the
+        daemons, slurmscriptd, and each job's slurmstepd and processes (they outlive slurmd for a moment)."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        found.add(int(entry.name))
+        return found
+
+    def _wait_for_jobs_gone(self, timeout: float) -> set[int]:
+        """Wait, bounded, until no process of a job is left; what is left then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            daemons = {proc.pid for proc in self.procs.values() if proc.poll() is None}
+            left = {pid for pid in self._cluster_processes() - daemons if _parent(pid) not in daemons}
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
+
     def stop(self) -> None:
-        """Stop every daemon this object started, by PID: SIGTERM, then SIGKILL after 15 s (daemons in reverse)."""
+        """Cancel leftover jobs and wait for their processes (bounded), stop every daemon started here by its PID
+        (SIGTERM, SIGKILL after 15 s; slurmd, slurmctld, munged), then SIGKILL any job process still left."""
+        ctld = self.procs.get("slurmctld")
+        if ctld is not None and ctld.poll() is None:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                subprocess.run(["scancel", "--full", "--state=RUNNING"], env=self.env, timeout=20, capture_output=True)
+                subprocess.run(["scancel", "--state=PENDING"], env=self.env, timeout=20, capture_output=True)
+            self._wait_for_jobs_gone(timeout=30)
         for name in reversed(list(self.procs)):
             proc = self.procs[name]
             if proc.poll() is None:
@@ -221,6 +282,17 @@ class OneNodeSlurm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=15)
+        for pid in self._wait_for_jobs_gone(timeout=10):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 @contextlib.contextmanager
@@ -272,11 +344,13 @@ def test_tiny_workflow_on_one_node_slurm_matches_local_run(tiny_run: Path, tmp_p
     if reason:
         pytest.skip(reason)
 
+    biggest = max(int(r.get("mem_mb", 0)) for r in [*PROFILE_CONFIG["set-resources"].values(), PROFILE_CONFIG["default-resources"]])
     output_dir = tmp_path / "results"
     slurm_logs = tmp_path / "slurm_logs"
     log = tmp_path / "snakemake.log"
     started = time.monotonic()
     with one_node_slurm() as cluster:
+        assert cluster.memory_mb >= biggest, f"the profile asks up to {biggest} MB, this node has {cluster.memory_mb}"
         command = slurm_snakemake_command(output_dir, slurm_logs, cluster.cpus, str(output_dir / "shards" / "manifest.json"))
         with open(log, "w") as handle:
             try:
@@ -286,20 +360,19 @@ def test_tiny_workflow_on_one_node_slurm_matches_local_run(tiny_run: Path, tmp_p
             except subprocess.TimeoutExpired:
                 returncode = None
         if returncode != 0:
-            queue = subprocess.run(["squeue", "--states=all"], capture_output=True, text=True, env=cluster.env, timeout=20)
             what = f"timed out after {WORKFLOW_TIMEOUT} s" if returncode is None else f"exited {returncode}"
-            pytest.fail(f"snakemake on Slurm {what}; its log {log}:\n{_tail(log)}\n--- squeue:\n{queue.stdout}"
+            pytest.fail(f"snakemake on Slurm {what}; its log {log}:\n{_tail(log)}\n--- squeue:\n{cluster.squeue()}"
                         f"\n--- Slurm job logs:\n{_slurm_job_logs(slurm_logs)}\n{cluster.daemon_logs()}")  # fmt: skip
-        jobs = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %j %T"], capture_output=True,
-                              text=True, env=cluster.env, timeout=20).stdout.split("\n")  # fmt: skip
+        jobs = [line.split() for line in cluster.squeue().splitlines() if line.strip()]
     elapsed = time.monotonic() - started
     print(f"Slurm cluster up, tiny workflow to the shards, cluster down: {elapsed:.0f} s")
 
-    # The jobs really went through Slurm: every one COMPLETED, one per rule job that ran.
-    jobs = [line.split() for line in jobs if line.strip()]
-    assert jobs, f"squeue lists no job of this run; Snakemake log:\n{_tail(log)}"
+    # Every rule job went through Slurm: one Slurm job per job log, each COMPLETED (rule name in its comment).
+    job_logs = sorted(slurm_logs.rglob("*.log"))
+    rules = sorted(log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs)
+    assert rules == sorted(["download"] * 3 + ["lid_model"] + ["extract"] * 3 + ["clean", "mixture", "vocab", "shards"])
+    assert len(jobs) == len(job_logs), (jobs, job_logs)
     assert all(state == "COMPLETED" for _, _, state in jobs), jobs
-    assert (output_dir / "shards" / "manifest.json").is_file()
 
     # Byte-identical data files, compared with a local run of the same config (not the committed golden list).
     # Every data file is on the way to the shards (stats/lid_udhr.json is the clean rule's), so the lists match.
