@@ -339,10 +339,12 @@ def _slurm_job_logs(slurm_logs: Path, lines: int = 15) -> str:
     return "\n".join(f"--- {p.relative_to(slurm_logs)}:\n{_tail(p, lines)}" for p in found) or "(no Slurm job logs)"
 
 
-def test_tiny_workflow_on_one_node_slurm_matches_local_run(tiny_run: Path, tmp_path: Path) -> None:
+@pytest.mark.network  # tiny_run (requested below, after the skip, so a machine without Slurm does not build it)
+def test_tiny_workflow_on_one_node_slurm_matches_local_run(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     reason = ensure_slurm_installed()
     if reason:
         pytest.skip(reason)
+    tiny_run: Path = request.getfixturevalue("tiny_run")  # the local run to compare with (shared by the session)
 
     biggest = max(int(r.get("mem_mb", 0)) for r in [*PROFILE_CONFIG["set-resources"].values(), PROFILE_CONFIG["default-resources"]])
     output_dir = tmp_path / "results"
