@@ -59,7 +59,7 @@ def ensure_slurm_installed() -> str | None:
     if all(shutil.which(tool) for tool in TOOLS):
         return None
     if os.geteuid() != 0:
-        return "Slurm (slurm-wlm, munge) is not installed and the tests do not run as root, so cannot apt-get it"
+        return "Slurm (slurm-wlm, munge) is not installed and this is not root, so apt-get cannot install it"
     if not shutil.which("apt-get"):
         return "Slurm (slurm-wlm, munge) is not installed and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -393,3 +393,11 @@ def test_slurm_conf_names_this_host_and_no_accounting(tmp_path: Path) -> None:
     assert f"PartitionName={PARTITION} Nodes=n1" in text
     assert "RealMemory=3744" in text
     assert str(tmp_path / "state") in text and "/var/" not in text and "/etc/" not in text
+
+
+def test_without_slurm_and_not_root_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "not root" in ensure_slurm_installed()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert "no apt-get" in ensure_slurm_installed()
