@@ -238,7 +238,7 @@ class OneNodeSlurm:
         return "State=IDLE" in state and "DRAIN" not in state and "NOT_RESPONDING" not in state
 
     def squeue(self) -> str:
-        result = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %k %T"], capture_output=True,
+        result = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%k|%T"], capture_output=True,
                                 text=True, env=self.env, timeout=20)  # fmt: skip
         return result.stdout
 
@@ -365,16 +365,16 @@ def test_tiny_workflow_on_one_node_slurm_matches_local_run(request: pytest.Fixtu
             what = f"timed out after {WORKFLOW_TIMEOUT} s" if returncode is None else f"exited {returncode}"
             pytest.fail(f"snakemake on Slurm {what}; its log {log}:\n{_tail(log)}\n--- squeue:\n{cluster.squeue()}"
                         f"\n--- Slurm job logs:\n{_slurm_job_logs(slurm_logs)}\n{cluster.daemon_logs()}")  # fmt: skip
-        jobs = [line.split() for line in cluster.squeue().splitlines() if line.strip()]
+        jobs = [line.split("|") for line in cluster.squeue().splitlines() if line.strip()]  # id|comment|state
     elapsed = time.monotonic() - started
     print(f"Slurm cluster up, tiny workflow to the shards, cluster down: {elapsed:.0f} s")
 
-    # Every rule job went through Slurm: one Slurm job per job log, each COMPLETED (rule name in its comment).
+    # Every rule job went through Slurm: one Slurm job (and its log) per rule job, each COMPLETED.
     job_logs = sorted(slurm_logs.rglob("*.log"))
     rules = sorted(log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs)
     assert rules == sorted(["download"] * 3 + ["lid_model"] + ["extract"] * 3 + ["clean", "mixture", "vocab", "shards"])
     assert len(jobs) == len(job_logs), (jobs, job_logs)
-    assert all(state == "COMPLETED" for _, _, state in jobs), jobs
+    assert all(job[-1] == "COMPLETED" for job in jobs), jobs
 
     # Byte-identical data files, compared with a local run of the same config (not the committed golden list).
     # Every data file is on the way to the shards (stats/lid_udhr.json is the clean rule's), so the lists match.
