@@ -640,12 +640,12 @@ def load_train_config(config: Path | None, config_json: str | None, overrides: S
         values = loaded.get("train", loaded) if "train" in loaded or "sources" in loaded else loaded
     if config_json:
         values = {**values, **json.loads(config_json)}
-    for item in overrides:
+    for item in overrides:  # dotted keys edit the effective value: objectives.tlm=0 keeps the default mlm weight
         key, _, raw = item.partition("=")
-        target = values
+        target, default = values, TrainConfig().to_dict()
         *parents, leaf = key.split(".")
         for parent in parents:
-            target = target.setdefault(parent, {})
+            target, default = target.setdefault(parent, dict(default.get(parent) or {})), default.get(parent) or {}
         target[leaf] = yaml.safe_load(raw)
     return TrainConfig.from_dict(values)
 

@@ -30,6 +30,8 @@ FORMAT_VERSION = 1
 LOCAL_PATH_KEYS = ("output_dir", "cache_dir", "lock_file", "update_lock")
 # How the clean stage was run (which Dask scheduler, how many workers) does not change its output.
 EXECUTION_KEYS = {"clean": ("scheduler", "workers")}
+# Sections read only by stages after the shards: editing them must not change the manifest's bytes.
+DOWNSTREAM_SECTIONS = ("train",)
 LIBRARIES = ("datasets", "fasttext-numpy2-wheel", "numpy", "polars", "pyarrow", "sentencepiece", "snakemake")
 SHARD_KINDS = ("mlm", "tlm")
 
@@ -49,9 +51,9 @@ def library_versions() -> dict[str, str | None]:
 
 
 def portable_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated config without machine-local paths and execution settings, which do not shape the data."""
+    """The validated config without machine-local paths, execution settings and later stages' sections: none shape the data."""
     result = copy.deepcopy(dict(cfg))
-    for key in LOCAL_PATH_KEYS:
+    for key in LOCAL_PATH_KEYS + DOWNSTREAM_SECTIONS:
         result.pop(key, None)
     for section, keys in EXECUTION_KEYS.items():
         for key in keys:
