@@ -41,6 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from model.batches import Corpus, DataConfig, DataError, TrainBatches, batch_loader, load_corpus, valid_batches
+from model.checkpoint import save_model
 from model.xlm import IGNORE, XLM, XLMConfig
 from pipeline.arrow_io import atomic_path
 
@@ -267,14 +268,6 @@ def gather_rng_states(ddp: Dist) -> list[dict[str, Any]]:
     states: list[Any] = [None] * ddp.world_size
     dist.all_gather_object(states, mine)
     return states
-
-
-def save_model(path: Path, model: XLM, languages: Sequence[str], spm_sha256: str, step: int) -> None:
-    """The final checkpoint contract shared with model/export.py (same dict as model/checkpoint.save_model)."""
-    state = {"config": model.cfg.to_dict(), "model": model.state_dict(), "languages": list(languages),
-             "spm_sha256": spm_sha256, "step": int(step)}  # fmt: skip
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
 
 
 # ---------------------------------------------------------------- optimizer and schedule
