@@ -11,8 +11,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test env lint dryrun clean-env lock system-deps
 
+# After a killed run: unlock the stale lock (refused while a Snakemake process still runs in this directory),
+# then --rerun-incomplete redoes the jobs it left unfinished. SNAKEMAKE_ARGS reach both, e.g.
+# SNAKEMAKE_ARGS="--config output_dir=/tmp/out" or SNAKEMAKE_ARGS="-n".
 run: $(STAMP) system-deps
-	$(BIN)/snakemake --unlock --configfile $(CONFIG) >/dev/null 2>&1 || true
+	$(BIN)/python workflow/scripts/unlock.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) system-deps

@@ -6,6 +6,13 @@
 (c) peak memory summed over this process (driver + scheduler) and every worker process, 8x input vs
     1x input (1x >= 200 MB of text), printed with and without the dedup key set (16 bytes a kept row,
     the one structure the issue allows to grow).                              target <= 1.25x
+(d) time linear in input: the whole stage on one worker, 8x input vs 1x input (``--linear-mb``), inputs
+    in record batches of the extract stage's size (4096 rows).                 target <= 9x
+    At sizes a bench can run, reading partitions is a sliver of the stage's time, so the part that was
+    quadratic is also timed alone, on a file of ``--read-rows`` rows and 8x as many (4096-row batches,
+    partitions of 50,000 rows as in the default config): ``clean.read_rows`` of every partition vs a
+    rescan from the file's first batch for each partition (how read_rows worked before it kept batch
+    offsets). The rescan grows ~64x for 8x rows, read_rows ~8x.
 
 Input: real lines (LibreOffice help, gettext... from an extracted/{source}/ directory given with
 --text-from, else built-in sentences), repeated with a varying number appended so that dedup keeps
@@ -13,6 +20,7 @@ most of them; every tenth row repeats an earlier one exactly.  Languages en, de,
 
     .venv/bin/python bench/bench_clean.py --text-from results-tiny/extracted/libreoffice_help --mb 20 --parts ab
     .venv/bin/python bench/bench_clean.py --text-from results-tiny/extracted/libreoffice_help --mb 200 --parts c
+    .venv/bin/python bench/bench_clean.py --parts d
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import clean, lid, schemas  # noqa: E402
 from pipeline import config as pfconfig  # noqa: E402
-from pipeline.arrow_io import iter_batches  # noqa: E402
+from pipeline.arrow_io import DEFAULT_BATCH_ROWS, iter_batches  # noqa: E402
 
 LANGUAGES = ("de", "en", "hi")
 PARTITION_ROWS = 20_000
@@ -91,8 +99,11 @@ def _chunk(lang: str, base: pa.Array, start: int, stop: int) -> pa.Table:
     return pa.Table.from_arrays(list(columns.values()), schema=schemas.MONOLINGUAL)
 
 
-def make_input(root: Path, megabytes: float, lines: dict[str, list[str]]) -> int:
-    """~``megabytes`` MB of text split evenly over the languages in extracted/bench/{lang}.arrow; returns rows."""
+def make_input(root: Path, megabytes: float, lines: dict[str, list[str]], batch_rows: int = 65_536) -> int:
+    """~``megabytes`` MB of text split evenly over the languages in extracted/bench/{lang}.arrow; returns rows.
+
+    Record batches of at most ``batch_rows`` rows.
+    """
     directory = root / "extracted" / "bench"
     directory.mkdir(parents=True, exist_ok=True)
     total = 0
@@ -102,7 +113,7 @@ def make_input(root: Path, megabytes: float, lines: dict[str, list[str]]) -> int
         rows = int(megabytes * 1e6 / len(LANGUAGES) / per_row)
         with pa.OSFile(str(directory / f"{lang}.arrow"), "wb") as sink, ipc.new_file(sink, schemas.MONOLINGUAL) as w:
             for start in range(0, rows, 65_536):
-                w.write_table(_chunk(lang, base, start, min(start + 65_536, rows)))
+                w.write_table(_chunk(lang, base, start, min(start + 65_536, rows)), max_chunksize=batch_rows)
         total += rows
     return total
 
@@ -133,7 +144,7 @@ def bench_lid(root: Path, model: Path, repeats: int = 3) -> None:
     """(a): the stage's per-partition work, in this process, vs raw fastText on the same lines."""
     cfg = make_cfg(root)
     groups = clean.plan_groups(cfg, {"bench": root / "extracted" / "bench"}, root / "out", PARTITION_ROWS)
-    specs, rules = clean.lang_specs(cfg), clean.Rules.from_config(cfg)
+    specs, rules = clean.lang_specs(cfg, lid.label_map(cfg, model)), clean.Rules.from_config(cfg)
     parts = [(g.name, p) for g in groups if g.kind == "mono" for p in g.partitions]
     rows = sum(p.stop - p.start for _, p in parts)
     lines = [
@@ -225,13 +236,81 @@ def bench_memory(megabytes: float, model: Path, workers: int, lines: dict[str, l
           f"{without[1] / without[0]:.2f}x without it (target <= 1.25)")  # fmt: skip
 
 
+def rescan_rows(path: str, start: int, stop: int) -> pa.Table:
+    """Rows [start, stop) found by walking the record batches from the first one: read_rows before batch offsets."""
+    with pa.memory_map(path, "r") as source:
+        reader = ipc.open_file(source)
+        pieces, offset = [], 0
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            lo, hi = max(start - offset, 0), min(stop - offset, batch.num_rows)
+            if hi > lo:
+                pieces.append(batch.slice(lo, hi - lo))
+            offset += batch.num_rows
+            if offset >= stop:
+                break
+        return pa.Table.from_batches(pieces, schema=reader.schema)
+
+
+def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], scale: int = 8) -> None:
+    """(d) first part: the whole stage on one worker at 1x and ``scale``x input."""
+    stage = {}
+    for factor in (1, scale):
+        with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
+            rows = make_input(Path(tmp), megabytes * factor, lines, batch_rows=DEFAULT_BATCH_ROWS)
+            stage[factor], _, summary = run_stage(Path(tmp), model, 1)
+            kept = sum(s.kept for s in summary["languages"].values())
+            print(f"(d) stage {factor}x: {megabytes * factor:,.1f} MB of text, {rows:,} rows ({kept:,} kept): "
+                  f"{stage[factor]:.1f} s ({rows / stage[factor]:,.0f} rows/s, 1 worker)", flush=True)  # fmt: skip
+    print(f"(d) stage time {scale}x / 1x: {stage[scale] / stage[1]:.2f}x (target <= {scale + 1})", flush=True)
+
+
+def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
+    """Best-of-5 seconds to read every span with read_rows, and with a rescan from the first batch."""
+
+    def read_all() -> None:
+        clean._FILE_LAYOUTS.clear()  # the one pass per file that finds the offsets is part of the work
+        for start, stop in spans:
+            clean.read_rows(path, start, stop)
+
+    def rescan_all() -> None:
+        for start, stop in spans:
+            rescan_rows(path, start, stop)
+
+    return _best_of(5, read_all), _best_of(5, rescan_all)
+
+
+def bench_reads(rows: int, partition_rows: int, scale: int = 8) -> None:
+    """(d) second part: every partition of one file read with read_rows, and with a rescan from the first batch."""
+    reads, rescans = {}, {}
+    for factor in (1, scale):
+        with tempfile.TemporaryDirectory(prefix="bench-clean-reads-") as tmp:
+            path = str(Path(tmp) / "rows.arrow")
+            n = rows * factor
+            table = pa.table({"row_id": pa.array(np.arange(n)).cast(pa.string())})
+            with pa.OSFile(path, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=DEFAULT_BATCH_ROWS)
+            del table
+            spans = [(start, min(start + partition_rows, n)) for start in range(0, n, partition_rows)]
+            reads[factor], rescans[factor] = _time_reads(path, spans)
+            print(f"(d) reads {factor}x: {n:,} rows in {-(-n // DEFAULT_BATCH_ROWS):,} record batches, "
+                  f"{len(spans)} partitions of {partition_rows:,} rows: read_rows {reads[factor] * 1e3:,.1f} ms; "
+                  f"rescan from the first batch {rescans[factor] * 1e3:,.1f} ms", flush=True)  # fmt: skip
+    print(f"(d) partition reads {scale}x / 1x time: read_rows {reads[scale] / reads[1]:.1f}x (linear: ~{scale}x); "
+          f"rescan {rescans[scale] / rescans[1]:.1f}x (quadratic: ~{scale * scale}x)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=20, help="input size in MB of text (the issue: >= 200 for (c))")
-    parser.add_argument("--parts", default="abc", help="which benchmarks to run: any of a, b, c")
+    parser.add_argument("--parts", default="abc", help="which benchmarks to run: any of a, b, c, d")
     parser.add_argument("--text-from", type=Path, help="an extracted/{source}/ directory with de/en/hi.arrow")
     parser.add_argument("--model", type=Path, default=Path.home() / ".cache/polyforge-tests/lid.176.ftz")
     parser.add_argument("--workers", type=int, default=2, help="workers for (c)")
+    parser.add_argument("--linear-mb", type=float, default=4, help="(d): stage input at 1x, in MB of text")
+    parser.add_argument("--read-rows", type=int, default=1_000_000, help="(d): rows of the partition-read file at 1x")
+    parser.add_argument("--read-partition-rows", type=int, default=50_000,
+                        help="(d): partition size of the partition reads (config default: 50000)")
     args = parser.parse_args()
     lines = seed_lines(args.text_from)
     if "a" in args.parts or "b" in args.parts:
@@ -243,6 +322,9 @@ def main() -> None:
                 bench_workers(Path(tmp), args.model, rows)
     if "c" in args.parts:
         bench_memory(args.mb, args.model, args.workers, lines)
+    if "d" in args.parts:
+        bench_linear(args.linear_mb, args.model, lines)
+        bench_reads(args.read_rows, args.read_partition_rows)
 
 
 if __name__ == "__main__":

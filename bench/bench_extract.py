@@ -1,17 +1,25 @@
-"""Extraction throughput on real data, beside the raw read throughput of the same files.
+"""Extraction throughput on real data, beside the raw read throughput of the same files; peak memory.
 
     .venv/bin/python bench/bench_extract.py                      # fetches LibreOffice help en-US + de
     .venv/bin/python bench/bench_extract.py --raw R/raw/manpages --format man --threads 2
+    .venv/bin/python bench/bench_extract.py --memory              # plain text, 1x vs 8x lines
 
 Without --raw, ``apt-get download`` fetches the help packages into a temp folder and unpacks them
 the way the download stage does (``{raw}/{package}/`` = ``dpkg-deb -x`` tree).  Prints MB/s of
 reading every input byte (the baseline, in the same process, files already in the page cache)
 and of ``extract_source``, and their ratio.
+
+With --memory: extraction of a generated plain-text source (one line = one document = one split
+group) of ``--lines`` lines and of ``--scale`` times as many, each in a fresh subprocess that prints
+its own peak RSS (ru_maxrss).  Prints the ratio (target <= 1.25x: memory flat in corpus size).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,21 +61,79 @@ def read_all(files: list[Path]) -> int:
     return sum(len(path.read_bytes()) for path in files)
 
 
-def bench_config(fmt: str, languages: list[str]) -> dict:
+def bench_config(fmt: str, languages: list[str], **source) -> dict:
     return pfconfig.prepare({
         "languages": {code: {} for code in languages},
-        "sources": {"bench": {"adapter": "local", "path": ".", "format": fmt, "role": "train", "licence": "-"}},
+        "sources": {"bench": {"adapter": "local", "path": ".", "format": fmt, "role": "train", "licence": "-",
+                              **source}},
     })
 
 
+WORDS = "the file folder window save open print cell sheet page style table format insert tools help".split()
+
+
+def write_text_source(raw: Path, lines: int) -> int:
+    """``lines`` distinct English-like lines in raw/corpus-NN.txt files (2^18 lines a file); returns bytes."""
+    rng = random.Random(0)
+    raw.mkdir(parents=True, exist_ok=True)
+    total = 0
+    per_file = 1 << 18
+    for first in range(0, lines, per_file):
+        text = "".join(
+            f"{' '.join(rng.choices(WORDS, k=rng.randint(4, 12)))} {i}.\n"
+            for i in range(first, min(first + per_file, lines))
+        ).encode()
+        (raw / f"corpus-{first // per_file:03d}.txt").write_bytes(text)
+        total += len(text)
+    return total
+
+
+def memory_child(raw: Path, out: Path) -> None:
+    """Extract the text source under ``raw``; print rows and peak RSS (KiB) as JSON."""
+    stats = extract_source(bench_config("text", ["en"], lang="en"), "bench", raw, out)
+    print(json.dumps({"rows": sum(stats["rows"].values()),
+                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))  # fmt: skip
+
+
+def peak_memory(lines: int) -> tuple[int, int, float, float]:
+    """(rows, peak RSS KiB, MB of input, seconds) of extracting ``lines`` lines in a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="bench-extract-mem-") as tmp:
+        raw = Path(tmp) / "raw"
+        size = write_text_source(raw, lines)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(raw), str(Path(tmp) / "out")],
+                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        elapsed = time.perf_counter() - start
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["rows"], result["maxrss_kib"], size / 1e6, elapsed
+
+
+def bench_memory(lines: int, scale: int) -> None:
+    peaks = {}
+    for factor in (1, scale):
+        rows, peaks[factor], mb, elapsed = peak_memory(lines * factor)
+        print(f"plain text {factor}x: {rows:,} rows, {mb:.1f} MB, {elapsed:.1f} s (incl. start-up); "
+              f"peak RSS {peaks[factor] / 1024:.1f} MiB", flush=True)  # fmt: skip
+    print(f"peak RSS {scale}x / 1x: {peaks[scale] / peaks[1]:.2f}x (target <= 1.25x)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memory", action="store_true", help="peak memory of plain-text extraction, 1x vs --scale x")
+    parser.add_argument("--lines", type=int, default=200_000, help="with --memory: lines at 1x (default 200000)")
+    parser.add_argument("--scale", type=int, default=8, help="with --memory: the larger input, as a multiple")
     parser.add_argument("--raw", type=Path, help="a raw/{source} folder (default: fetch LibreOffice help en-US, de)")
     parser.add_argument("--format", default="libreoffice_help", choices=sorted(INPUT_GLOBS))
     parser.add_argument("--languages", nargs="+", default=["en", "de"])
     parser.add_argument("--packages", nargs="+", default=DEFAULT_PACKAGES, help="with no --raw: packages to fetch")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.memory:
+        bench_memory(args.lines, args.scale)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         raw = args.raw

@@ -87,7 +87,7 @@ def config_for(root: Path) -> dict:
 
 def run_stage(root: Path, clean: dict[str, Path], pairs: list[Path], cfg: dict | None = None) -> dict:
     cfg = cfg or config_for(root)
-    return shards.run_shards_stage(cfg, clean, pairs, root / "vocab" / "spm.model", root / "shards")
+    return shards.run_shards_stage(cfg, clean, pairs, root / "vocab" / "spm.model", root / "shards" / "manifest.json")
 
 
 def raw_encode_tokens(root: Path, clean: dict[str, Path], pairs: list[Path]) -> tuple[int, float]:

@@ -20,12 +20,13 @@ import torch
 
 from model.checkpoint import SPM_FILE, check_vocabulary, load_model
 from model.xlm import XLM
+from pipeline.errors import PolyforgeError
 from pipeline.schemas import BOS, EOS, MASK, PAD
 
 SPECIAL = (PAD, BOS, EOS, MASK)  # framing, not content: left out of the mean (<unk> stands for text)
 
 
-class EmbedError(ValueError):
+class EmbedError(PolyforgeError, ValueError):
     """A request the model cannot serve (unknown language, layer out of range); the message says what is allowed."""
 
 

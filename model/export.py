@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from pipeline.hf_tokenizer import FILES as TOKENIZER_FILES
 from pipeline.hf_tokenizer import SPM_FILE
 from pipeline.logs import stage_logging
 from pipeline.schemas import BOS, EOS, MASK, PAD, UNK
+
+LOG = logging.getLogger(__name__)
 
 CHECK_TOLERANCE = 1e-4  # fp32 logits of the two implementations agree to ~1e-6; this catches wrong mappings
 
@@ -138,7 +141,7 @@ def export(
     from transformers import AutoModelForMaskedLM
 
     vocab_dir, out_dir = Path(vocab_dir), Path(out_dir)
-    with stage_logging(log) as logger:
+    with stage_logging(log):
         model, meta = load_model(model_pt)
         check_vocabulary(meta, vocab_dir / SPM_FILE)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,7 @@ def export(
             os.replace(staged, out_dir)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        logger.info("export: %s (step %d, %s) -> %s; max logit difference %.2g",
+        LOG.info("export: %s (step %d, %s) -> %s; max logit difference %.2g",
                     meta["path"], meta["step"], ", ".join(meta["languages"]), out_dir, diff)  # fmt: skip
     return out_dir
 

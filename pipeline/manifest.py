@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arrow_io import sha256_file, write_json
+from pipeline.config import DOWNSTREAM_KEYS
+from pipeline.errors import PolyforgeError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -34,7 +36,7 @@ LIBRARIES = ("datasets", "fasttext-numpy2-wheel", "numpy", "polars", "pyarrow", 
 SHARD_KINDS = ("mlm", "tlm")
 
 
-class ManifestError(ValueError):
+class ManifestError(PolyforgeError, ValueError):
     """A manifest that cannot be read, or that contradicts what is being built."""
 
 
@@ -49,9 +51,10 @@ def library_versions() -> dict[str, str | None]:
 
 
 def portable_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated config without machine-local paths and execution settings, which do not shape the data."""
+    """The validated config without machine-local paths, execution settings and the sections read only after
+    the shards (train, eval, experiments): what shapes the data."""
     result = copy.deepcopy(dict(cfg))
-    for key in LOCAL_PATH_KEYS:
+    for key in LOCAL_PATH_KEYS + DOWNSTREAM_KEYS:
         result.pop(key, None)
     for section, keys in EXECUTION_KEYS.items():
         for key in keys:

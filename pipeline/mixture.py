@@ -9,6 +9,7 @@ data is passes_i = q_i · budget / n_i.  Languages with no train data are exclud
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.arrow_io import iter_batches, save_png, write_json
 from pipeline.logs import stage_logging
+
+LOG = logging.getLogger(__name__)
 
 PLOT_ALPHAS = (1.0, 0.7, 0.5, 0.3)
 TRAIN_SPLIT = "train"
@@ -127,9 +130,7 @@ def plot_alpha(mixture: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     ax.set_title(f"α-sampling (vocab α = {mixture['alpha']['vocab']}, train α = {mixture['alpha']['train']})")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 def run_mixture_stage(
@@ -139,17 +140,20 @@ def run_mixture_stage(
     out_png: str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture."""
+    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture.
+
+    ``cfg`` needs only the ``mixture`` section (``pipeline.config.mixture_slice``).
+    """
     mcfg = cfg["mixture"]
-    with stage_logging(log) as logger:
+    with stage_logging(log):
         counts = {}
         for lang in sorted(clean_paths):
             counts[lang] = count_language(clean_paths[lang], mcfg["unit"])
-            logger.info("mixture: %s %s", lang, counts[lang])
+            LOG.info("mixture: %s %s", lang, counts[lang])
         mixture = compute_mixture(counts, mcfg["unit"], mcfg["alpha_vocab"], mcfg["alpha_train"], mcfg["token_budget"])
         for warning in mixture["warnings"]:
-            logger.warning("mixture: %s", warning)
+            LOG.warning("mixture: %s", warning)
         write_json(out_json, mixture)
         plot_alpha(mixture, out_png)
-        logger.info("mixture: wrote %s and %s", Path(out_json), Path(out_png))
+        LOG.info("mixture: wrote %s and %s", Path(out_json), Path(out_png))
     return mixture

@@ -73,9 +73,16 @@ CLEAN_PARALLEL = pa.schema(
     metadata={"polyforge.kind": "clean_parallel"},
 )
 
-# rejected/pairs/{src}-{tgt}.arrow
+# rejected/pairs/{src}-{tgt}.arrow: the pair as it came in, why it went, and what LID said of each side it judged.
 REJECTED_PARALLEL = pa.schema(
-    _PAIR_FIELDS + [pa.field("reason", pa.string(), nullable=False)],
+    _PAIR_FIELDS
+    + [
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("src_lid_label", pa.string()),  # as lid_label, for the source side
+        pa.field("src_lid_prob", pa.float32()),
+        pa.field("tgt_lid_label", pa.string()),
+        pa.field("tgt_lid_prob", pa.float32()),
+    ],
     metadata={"polyforge.kind": "rejected_parallel"},
 )
 

@@ -25,8 +25,9 @@ import hashlib
 import logging
 import os
 import shutil
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import sentencepiece as spm
 from tqdm import tqdm
 
 from pipeline import manifest, schemas
-from pipeline.arrow_io import ArrowWriter, iter_batches, read_schema, sha256_file
+from pipeline.arrow_io import ArrowWriter, read_schema, sha256_file
+from pipeline.dedup import KeySet, as_keys
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.schemas import EOS, PAD
 
@@ -55,10 +59,10 @@ REJECT_REASONS = (
     "duplicate",
 )
 
-LOGGER = logging.getLogger("pipeline.shards")
+LOG = logging.getLogger(__name__)
 
 
-class ShardsError(ValueError):
+class ShardsError(PolyforgeError, ValueError):
     """Input the shard stage cannot use, naming the file or config key."""
 
 
@@ -199,22 +203,104 @@ class TokenStream:
 EOS_BYTES = np.int32(EOS).tobytes()
 
 
+# A probe batch for the private sentencepiece call: scripts, normalization (NFKC, spaces), byte fallback,
+# empty and whitespace-only text, control characters, a long text. The model's own pieces are added.
+PROBE_TEXTS = (
+    "The file was saved and can now be opened.",
+    "Grüße aus Köln: ÄÖÜ äöü ß, ﬁle ①②, Ｆｕｌｌｗｉｄｔｈ",
+    "Выберите Формат - Ячейки, чтобы изменить формат чисел.",
+    "दस्तावेज़ को छापने के लिए इस बटन पर क्लिक करें।",
+    "日本語のテキストと中文文本，한국어 텍스트",
+    "emoji 🙂🚀 and rare 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ꙮ",
+    "",
+    "   ",
+    "  leading\tand trailing  \n",
+    "control \x01\x1f chars \u200b zero width",
+    " ".join(["a long line of many words"] * 200),
+)
+PROBE_THREADS = 2
+_PRIVATE_ENCODE_OK: weakref.WeakKeyDictionary[spm.SentencePieceProcessor, bool] = weakref.WeakKeyDictionary()
+
+
+def _private_encode(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[Any]:
+    """The C++ batch call behind ``sp.encode(texts, return_type="numpy")``, without its per-text numpy wrapping.
+
+    Arguments: input, num_threads, thread_pool, enable_sampling, nbest_size, alpha, add_bos, add_eos, reverse.
+    """
+    return sp._processor._EncodeAsBufferBatch(texts, threads, None, False, -1, 0.0, False, False, False)
+
+
+def _public_encode(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[np.ndarray]:
+    return sp.encode(texts, return_type="numpy", num_threads=threads)
+
+
+def probe_texts(sp: spm.SentencePieceProcessor) -> list[str]:
+    """PROBE_TEXTS plus a text made of the model's own pieces (every 7th id, special ids left out)."""
+    ids = [i for i in range(0, sp.get_piece_size(), 7) if not (sp.is_control(i) or sp.is_unknown(i))]
+    return [*PROBE_TEXTS, sp.decode(ids)]
+
+
+def check_private_encode(sp: spm.SentencePieceProcessor) -> bool:
+    """Whether the private batch call gives the public ``encode``'s ids on the probe batch (remembered per processor).
+
+    It is kept for speed only while it agrees; otherwise (another sentencepiece version, another meaning of an
+    argument, a missing method) the stage logs why and encodes with the public call.
+    """
+    texts = probe_texts(sp)
+    expected = _public_encode(sp, texts, PROBE_THREADS)
+    try:
+        got = [np.frombuffer(b, dtype=np.int32) for b in _private_encode(sp, texts, PROBE_THREADS)]
+        if len(got) != len(expected):
+            problem = f"{len(got)} results for {len(expected)} texts"
+        else:
+            problem = next(
+                (f"ids {g[:8].tolist()}... for probe text {i} instead of {e[:8].tolist()}..."
+                 for i, (g, e) in enumerate(zip(got, expected, strict=True)) if not np.array_equal(g, e)),
+                None,
+            )  # fmt: skip
+    except (AttributeError, TypeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is None:
+        LOG.info("shards: sentencepiece %s: the private batch encode matches the public encode on %d probe "
+                    "texts; using it", spm.__version__, len(texts))  # fmt: skip
+    else:
+        LOG.warning("shards: sentencepiece %s: the private batch encode differs from the public encode on the "
+                       "probe batch (%s); encoding with the public encode instead (slower, same ids)",
+                       spm.__version__, problem)  # fmt: skip
+    _PRIVATE_ENCODE_OK[sp] = ok = problem is None
+    return ok
+
+
 def encode_buffers(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) -> list[Any]:
     """Each text's ids as an int32 buffer, without a Python int per id.
 
     ``sp.encode(texts, return_type="numpy")`` gets exactly these buffers from C++ and then wraps each in a
-    numpy array in a Python loop; calling the same C++ method directly skips that loop. Falls back to the
-    public call if sentencepiece changes the private one (the tests compare ids with ``sp.encode``).
+    numpy array in a Python loop; calling the same C++ method directly skips that loop. The private call is
+    used only once ``check_private_encode`` found it equal to the public one for this processor (the stage
+    checks when it loads the model; a processor never checked is checked here, once).
     """
-    try:
-        return sp._processor._EncodeAsBufferBatch(texts, threads, None, False, -1, 0.0, False, False, False)
-    except (AttributeError, TypeError):
-        return sp.encode(texts, return_type="numpy", num_threads=threads)
+    ok = _PRIVATE_ENCODE_OK.get(sp)
+    if ok is None:
+        ok = check_private_encode(sp)
+    return _private_encode(sp, texts, threads) if ok else _public_encode(sp, texts, threads)
 
 
 def join_with_eos(docs: Sequence[Any]) -> np.ndarray:
     """ids(doc1) </s> ids(doc2) </s> ...: every document followed by </s>, from int32 id buffers in one join."""
     return np.frombuffer(EOS_BYTES.join(docs) + EOS_BYTES, dtype=np.int32) if len(docs) else np.empty(0, np.int32)
+
+
+def read_batches(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, each read into memory of its own (not memory-mapped).
+
+    Every page of a memory map that was touched stays resident in this process until the map is closed,
+    so streaming a whole clean file through one would make the stage's RSS grow with the file; a batch
+    read into its own buffer is freed when the next one comes, and memory stays flat in corpus size.
+    """
+    with pa.OSFile(os.fspath(path), "r") as source:
+        reader = ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i).select(list(columns))
 
 
 def split_codes(column: pa.Array, path: Path) -> np.ndarray:
@@ -239,7 +325,7 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
         return streams[split]
 
     try:
-        for batch in tqdm(iter_batches(path, ["split", "text"]), desc=f"mlm {lang}", unit="batch", disable=None):
+        for batch in tqdm(read_batches(path, ["split", "text"]), desc=f"mlm {lang}", unit="batch", disable=None):
             splits = split_codes(batch.column("split"), path)
             # Python lists with </s> appended by sentencepiece, flattened in one pass: cheaper than a numpy
             # array per row (the stage stays close to raw encode speed, see bench/bench_shards.py).
@@ -257,7 +343,7 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
         raise
     for split in sorted(streams):
         s = streams[split]
-        LOGGER.info("shards: mlm %s/%s: %d documents -> %d rows", split, lang, s.documents,
+        LOG.info("shards: mlm %s/%s: %d documents -> %d rows", split, lang, s.documents,
                  sum(r.rows for r in s.series.records))  # fmt: skip
     return [r for split in sorted(streams) for r in streams[split].series.records]
 
@@ -307,15 +393,13 @@ def pair_key(src: Any, tgt: Any) -> bytes:
     return digest.digest()
 
 
-def first_occurrences(candidates: list[int], src: Sequence[Any], tgt: Sequence[Any], seen: set[bytes]) -> list[int]:
-    """The candidates whose exact (src, tgt) ids were not seen before (``seen`` is updated)."""
-    kept = []
-    for i in candidates:
-        key = pair_key(src[i], tgt[i])
-        if key not in seen:
-            seen.add(key)
-            kept.append(i)
-    return kept
+def first_occurrences(candidates: list[int], src: Sequence[Any], tgt: Sequence[Any], seen: KeySet) -> list[int]:
+    """The candidates whose exact (src, tgt) ids were not seen before, in order (``seen`` is updated).
+
+    ``seen`` holds 16 bytes a kept pair (``pipeline.dedup.KeySet``), not a Python object per pair.
+    """
+    keys = as_keys([pair_key(src[i], tgt[i]) for i in candidates])
+    return [i for i, new in zip(candidates, seen.first_new(keys).tolist(), strict=True) if new]
 
 
 class PairRows:
@@ -377,7 +461,7 @@ class PairStats:
 def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str, path: Path, shards_dir: Path,
                    cfg: Mapping[str, Any], threads: int, spm_sha256: str = "") -> tuple[list[ShardRecord], PairStats]:  # fmt: skip
     """Stream one clean pair file into TLM shards for every split it holds; count rejects by reason."""
-    limits, stats, seen = TlmLimits.from_config(cfg), PairStats(), set()
+    limits, stats, seen = TlmLimits.from_config(cfg), PairStats(), KeySet()
     writers: dict[str, PairRows] = {}
 
     def writer_for(split: str) -> PairRows:
@@ -390,7 +474,7 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
 
     columns = ["row_id", "split", "src_lang", "tgt_lang", "src_text", "tgt_text"]
     try:
-        for batch in tqdm(iter_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
+        for batch in tqdm(read_batches(path, columns), desc=f"tlm {src_lang}-{tgt_lang}", unit="batch", disable=None):
             splits = split_codes(batch.column("split"), path)
             src = encode_buffers(sp, batch.column("src_text").to_pylist(), threads)
             tgt = encode_buffers(sp, batch.column("tgt_text").to_pylist(), threads)
@@ -414,7 +498,7 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
         for w in writers.values():
             w.series.abort()
         raise
-    LOGGER.info("shards: tlm %s-%s: %s", src_lang, tgt_lang, stats.as_dict())
+    LOG.info("shards: tlm %s-%s: %s", src_lang, tgt_lang, stats.as_dict())
     return [r for split in sorted(writers) for r in writers[split].series.records], stats
 
 
@@ -429,9 +513,11 @@ def configured_pair(stem: str, languages: Iterable[str]) -> tuple[str, str] | No
 
 
 def load_processor(spm_model: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
+    """The stage's SentencePiece model, its special ids checked, and its private batch encode probed."""
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
     if sp.eos_id() != EOS or sp.pad_id() != PAD:
         raise ShardsError(f"{spm_model}: expected pad id {PAD} and eos id {EOS}, found {sp.pad_id()} and {sp.eos_id()}")
+    check_private_encode(sp)
     return sp
 
 
@@ -470,19 +556,24 @@ def run_shards_stage(
     clean_paths: Mapping[str, str | os.PathLike[str]],
     pair_paths: Iterable[str | os.PathLike[str]],
     spm_model: str | os.PathLike[str],
-    shards_dir: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Encode clean files (``{lang: path}``) and clean pair files into shards under ``shards_dir``; return the manifest.
+    """Encode clean files (``{lang: path}``) and clean pair files into shards beside ``manifest_path`` (the
+    rule's declared output, ``shards/manifest.json``: mlm/ and tlm/ go into its folder); return the manifest.
 
-    Refuses (ShardsError) when ``shards_dir`` already has a manifest made with another SentencePiece model.
+    ``cfg`` is ``pipeline.config.shards_slice``: the config the manifest records. Refuses (ShardsError) when
+    the folder already has a manifest or shards made with another SentencePiece model.
     """
-    shards_dir = Path(shards_dir)
-    with stage_logging(log) as logger:
+    manifest_path = Path(manifest_path)
+    if manifest_path.name != manifest.MANIFEST_NAME:
+        raise ShardsError(f"{manifest_path}: the shards manifest must be named {manifest.MANIFEST_NAME}")
+    shards_dir = manifest_path.parent
+    with stage_logging(log):
         spm_sha256 = sha256_file(spm_model)
         try:
-            manifest.check_vocabulary(shards_dir / manifest.MANIFEST_NAME, spm_sha256)
+            manifest.check_vocabulary(manifest_path, spm_sha256)
             check_shard_vocabulary(shards_dir, spm_sha256)
         except manifest.ManifestError as exc:
             raise ShardsError(str(exc)) from None
@@ -491,7 +582,7 @@ def run_shards_stage(
         records: list[ShardRecord] = []
         for lang in sorted(clean_paths):
             if lang not in cfg["languages"]:
-                logger.warning("shards: %s: language %r is not in config; skipped", clean_paths[lang], lang)
+                LOG.warning("shards: %s: language %r is not in config; skipped", clean_paths[lang], lang)
                 continue
             records += build_mlm_language(sp, lang, Path(clean_paths[lang]), shards_dir, cfg["shards"], threads,
                                           spm_sha256)  # fmt: skip
@@ -500,7 +591,7 @@ def run_shards_stage(
         for path in sorted(Path(p) for p in pair_paths):
             pair = configured_pair(path.name.removesuffix(".arrow"), cfg["languages"])
             if pair is None:
-                logger.warning("shards: %s: pair languages are not both in config; skipped", path)
+                LOG.warning("shards: %s: pair languages are not both in config; skipped", path)
                 skipped.append(path.name)
                 continue
             pair_records, stats = build_tlm_pair(sp, *pair, path, shards_dir, cfg, threads, spm_sha256)
@@ -508,6 +599,6 @@ def run_shards_stage(
             tlm_stats["-".join(pair)] = stats.as_dict()
         result = manifest.build_manifest(shards_dir, [r.__dict__ for r in records], spm_model, spm_sha256, cfg,
                                          {"pairs": tlm_stats, "skipped_files": skipped})  # fmt: skip
-        manifest.write_manifest(shards_dir / manifest.MANIFEST_NAME, result)
-        logger.info("shards: wrote %d shards and %s", len(records), shards_dir / manifest.MANIFEST_NAME)
+        manifest.write_manifest(manifest_path, result)
+        LOG.info("shards: wrote %d shards and %s", len(records), manifest_path)
     return result

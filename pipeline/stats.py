@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import langs, lid
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline import lid, textrules
+from pipeline.arrow_io import iter_batches, save_png, write_json
 from pipeline.dedup import KeySet, as_keys
 
-LOG = logging.getLogger("pipeline.stats")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,10 +41,20 @@ class GroupStats:
     hist_kept: np.ndarray = field(default_factory=lambda: np.zeros(lid.PROB_BINS, dtype=np.int64))
     hist_rejected: np.ndarray = field(default_factory=lambda: np.zeros(lid.PROB_BINS, dtype=np.int64))
     docs: KeySet = field(default_factory=KeySet)  # (source, doc_id) of kept rows, 16 bytes a document
+    # Per source: [rows LID judged, kept by the strict rule, kept by the declared rule] per length bucket.
+    lid_recall: dict[str, np.ndarray] = field(default_factory=dict)
+    policies: dict[str, str] = field(default_factory=dict)  # source -> the LID policy it is cleaned with
 
     def add_counts(self, counts: dict[str, int]) -> None:
         self.rows_in += counts["rows_in"]
         self.repairs.update({k: v for k, v in counts.items() if k != "rows_in"})
+
+    def add_lid_recall(self, per_source: dict[str, np.ndarray]) -> None:
+        for source, counts in per_source.items():
+            if source in self.lid_recall:
+                self.lid_recall[source] = self.lid_recall[source] + counts
+            else:
+                self.lid_recall[source] = np.asarray(counts, dtype=np.int64).copy()
 
     def add_kept(self, table: pa.Table, chars: np.ndarray, words: np.ndarray, prob_columns: list[str]) -> None:
         self.kept += table.num_rows
@@ -85,7 +95,29 @@ class GroupStats:
                 "kept": self.hist_kept.astype(int).tolist(),
                 "rejected": self.hist_rejected.astype(int).tolist(),
             },
+            **({"lid_recall": self.recall_dict()} if self.lid_recall else {}),
         }
+
+    def recall_dict(self) -> dict[str, Any]:
+        """LID recall on this language's rows, per source and length bucket, under each policy.
+
+        Every row of a source is taken to be in the language its source declares, so "recall" is the share
+        that LID lets through: ``strict`` (top-1 is the language with p >= threshold) and ``declared``
+        (no other language is top-1 with p >= threshold).  ``policy`` is the rule the source is cleaned with.
+        """
+        out: dict[str, Any] = {}
+        for source in sorted(self.lid_recall):
+            counts = self.lid_recall[source]
+            buckets = {
+                name: _recall_entry(*counts[i]) for i, name in enumerate(textrules.BUCKET_NAMES) if counts[i, 0]
+            }
+            out[source] = {
+                "policy": self.policies.get(source, "strict"),
+                "unit": "characters",
+                "all": _recall_entry(*counts.sum(axis=0)),
+                "by_length": buckets,
+            }
+        return out
 
     def top_predicted(self, n: int = 5) -> list[tuple[str, int]]:
         """The most frequent LID labels among rejected rows (ties broken by label)."""
@@ -93,6 +125,16 @@ class GroupStats:
 
     def describe_predicted(self, n: int = 5) -> str:
         return ", ".join(f"{label} ({count})" for label, count in self.top_predicted(n)) or "none (no row reached LID)"
+
+
+def _recall_entry(rows: int, strict: int, declared: int) -> dict[str, Any]:
+    return {
+        "rows": int(rows),
+        "kept_strict": int(strict),
+        "kept_declared": int(declared),
+        "recall_strict": round(int(strict) / int(rows), 4) if rows else None,
+        "recall_declared": round(int(declared) / int(rows), 4) if rows else None,
+    }
 
 
 def _value_counts(column: pa.ChunkedArray) -> list[tuple[str, int]]:
@@ -117,12 +159,6 @@ def write_languages_json(path: str | os.PathLike[str], languages: dict[str, Grou
     )
 
 
-def _savefig(fig, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        # No timestamp or software version in the PNG: same stats, same bytes.
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-
-
 def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
     import matplotlib
 
@@ -130,16 +166,25 @@ def plot_sizes(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -
     import matplotlib.pyplot as plt
 
     names = sorted(languages)
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, len(names) * 0.9), 4))
-    axes[0].bar(names, [languages[n].kept for n in names], color="tab:blue")
-    axes[0].set_title("kept lines per language")
-    axes[0].set_yscale("symlog")
-    axes[1].bar(names, [languages[n].characters for n in names], color="tab:green")
-    axes[1].set_title("kept characters per language")
-    axes[1].set_yscale("symlog")
+    y = np.arange(len(names))
+    # Languages on the y axis (names never collide) and a log x axis that starts at 1: sizes span orders of
+    # magnitude, and an empty language shows as no bar with its count written beside it.
+    fig, axes = plt.subplots(1, 2, figsize=(11, max(3, 0.4 * len(names) + 1.5)))
+    for ax, title, values, color in (
+        (axes[0], "kept lines per language", [languages[n].kept for n in names], "tab:blue"),
+        (axes[1], "kept characters per language", [languages[n].characters for n in names], "tab:green"),
+    ):
+        ax.barh(y, values, color=color)
+        ax.set_xscale("log")
+        ax.set_xlim(left=1, right=max([*values, 10]) * 4)
+        for row, value in zip(y, values, strict=True):
+            ax.annotate(f"{value:,}", (max(value, 1), row), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize="small")  # fmt: skip
+        ax.set_yticks(y, names)
+        ax.invert_yaxis()
+        ax.set_title(title)
     fig.tight_layout()
-    _savefig(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStats]) -> None:
@@ -160,56 +205,60 @@ def plot_rejections(path: str | os.PathLike[str], languages: dict[str, GroupStat
     if reasons:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    _savefig(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
-def evaluate_lid_udhr(cfg: dict[str, Any], udhr_dirs: dict[str, Path], model_path: str | os.PathLike[str]) -> dict:
-    """LID accuracy per configured language on UDHR rows: top-1 == expected and p ≥ threshold."""
-    from pipeline.clean import normalize_texts  # the same text LID sees in the clean stage
+def evaluate_lid_udhr(
+    cfg: dict[str, Any],
+    udhr_dirs: dict[str, Path],
+    model_path: str | os.PathLike[str],
+    specs: dict[str, textrules.LangSpec] | None = None,
+) -> dict:
+    """LID accuracy per configured language on UDHR rows, by the strict rule (top-1 is the language, p ≥ threshold).
 
+    Rows are judged by the clean stage's own text rules (pipeline.textrules) first: rows they reject
+    ("Article 2", "第一条" are too short) never reach LID there, so they are counted, not scored.
+    ``specs`` are the clean stage's language specs (built from the model's labels when not given).
+    """
     if not udhr_dirs:
         return {"note": "no eval source with format 'udhr' is configured", "sources": {}}
-    threshold_default = float(cfg["lid"]["threshold"])
-    overrides = cfg["lid"].get("labels") or {}
+    rules = textrules.Rules.from_config(cfg)
+    if specs is None:
+        specs = textrules.lang_specs(cfg, lid.label_map(cfg, model_path))
+    batch_size = int(cfg["lid"]["batch_size"])
     result: dict[str, Any] = {"sources": {}}
     for source in sorted(udhr_dirs):
         per_lang: dict[str, Any] = {}
-        for code, options in cfg["languages"].items():
+        for code, spec in specs.items():
             path = Path(udhr_dirs[source]) / f"{code}.arrow"
-            if options.get("lid", True) is False:
+            if spec.lid_expected is None:
                 per_lang[code] = {"skipped": "lid: false"}
                 continue
             if not path.exists():
                 per_lang[code] = {"skipped": "no UDHR text for this language"}
                 continue
-            threshold = float(options.get("lid_threshold", threshold_default))
-            expected = lid.expected_label(code, overrides)
-            texts: list[str] = []
-            for batch in iter_batches(path, ["text"]):
-                cleaned, _ = normalize_texts(batch.column(0))
-                texts.extend(t for t in cleaned.to_pylist() if t)
-            # Score what LID sees in the clean stage: rows under the length bounds ("Article 2", "第一条")
-            # never reach it there, and are ambiguous between languages anyway.
-            long_enough = [t for t in texts if _passes_min_length(t, code, cfg["clean"])]
-            too_short, texts = len(texts) - len(long_enough), long_enough
-            labels, probs = lid.predict(model_path, texts, int(cfg["lid"]["batch_size"]))
-            correct = sum(1 for r in lid.decide(labels, probs, expected, threshold) if r is None)
-            confusions = collections.Counter(langs.label_to_canonical(la) for la in labels if la != expected)
-            per_lang[code] = {
-                "rows": len(texts),
-                "rows_too_short": too_short,
-                "correct": correct,
-                "accuracy": round(correct / len(texts), 4) if texts else None,
-                "threshold": threshold,
-                "top_confusions": dict(sorted(confusions.most_common(3))),
-            }
+            per_lang[code] = _score_lid(path, spec, rules, str(model_path), batch_size)
         result["sources"][source] = per_lang
     return result
 
 
-def _passes_min_length(text: str, code: str, rules: dict[str, Any]) -> bool:
-    """The clean stage's lower length bounds (characters; words where the script uses spaces)."""
-    if len(text) < int(rules.get("min_chars", 0)):
-        return False
-    return langs.is_unspaced(code) or len(text.split()) >= int(rules.get("min_words", 0))
+def _score_lid(path: Path, spec: textrules.LangSpec, rules: textrules.Rules, model_path: str, batch_size: int) -> dict:
+    texts, too_short = [], 0
+    for batch in iter_batches(path, ["text"]):
+        judged = textrules.rule_reasons(batch.column(0), rules, spec.unspaced)
+        nonempty = judged.chars > 0
+        too_short += int(((judged.reasons == "too-short") & nonempty).sum())
+        keep = (judged.reasons == None) & nonempty  # noqa: E711 (elementwise on an object array)
+        texts.extend(judged.text.filter(pa.array(keep)).to_pylist())
+    reasons = np.full(len(texts), None, dtype=object)
+    said = textrules.apply_lid(pa.array(texts, pa.string()), reasons, spec, model_path, batch_size)  # strict rule
+    correct = int((reasons == None).sum())  # noqa: E711
+    confusions = collections.Counter(label for label in said.labels if label != spec.code)
+    return {
+        "rows": len(texts),
+        "rows_too_short": too_short,
+        "correct": correct,
+        "accuracy": round(correct / len(texts), 4) if texts else None,
+        "threshold": spec.threshold,
+        "top_confusions": dict(sorted(confusions.most_common(3))),
+    }

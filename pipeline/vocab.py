@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -28,10 +29,13 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from pipeline import langs
-from pipeline.arrow_io import atomic_path, iter_batches, write_json
+from pipeline.arrow_io import atomic_path, iter_batches, save_png, write_json
+from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.mixture import alpha_sample
 from pipeline.schemas import BOS, EOS, MASK, PAD, SPECIAL_PIECES, UNK
+
+LOG = logging.getLogger(__name__)
 
 MODEL_NAME, VOCAB_NAME, REPORT_JSON, REPORT_PNG, HF_DIR = "spm.model", "spm.vocab", "report.json", "report.png", "hf"
 
@@ -39,7 +43,29 @@ _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a
 _TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
-class VocabError(ValueError):
+@dataclass(frozen=True)
+class VocabOutputs:
+    """The files the vocab stage writes: the vocab rule's declared outputs, or the standard names in a folder."""
+
+    model: str | os.PathLike[str]
+    vocab: str | os.PathLike[str]
+    report: str | os.PathLike[str]
+    plot: str | os.PathLike[str]
+    hf: str | os.PathLike[str]
+
+    @classmethod
+    def of(cls, output: Any) -> VocabOutputs:
+        """From anything with these names as attributes (the vocab rule's ``output``)."""
+        return cls(output.model, output.vocab, output.report, output.plot, output.hf)
+
+    @classmethod
+    def in_folder(cls, out_dir: str | os.PathLike[str]) -> VocabOutputs:
+        out_dir = Path(out_dir)
+        return cls(out_dir / MODEL_NAME, out_dir / VOCAB_NAME, out_dir / REPORT_JSON, out_dir / REPORT_PNG,
+                   out_dir / HF_DIR)  # fmt: skip
+
+
+class VocabError(PolyforgeError, ValueError):
     """A vocab setting the data cannot support, naming the config key."""
 
 
@@ -228,9 +254,13 @@ def vocab_lines(model: bytes) -> str:
     return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
 
 
-def write_model(model: bytes, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    model_path, vocab_path = out_dir / MODEL_NAME, out_dir / VOCAB_NAME
+def write_model(
+    model: bytes, out_dir: str | os.PathLike[str] | None, model_path: str | os.PathLike[str] | None = None,
+    vocab_path: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write the model and its ``.vocab`` text: to ``model_path``/``vocab_path``, or by name into ``out_dir``."""
+    model_path = Path(model_path) if model_path is not None else Path(out_dir) / MODEL_NAME
+    vocab_path = Path(vocab_path) if vocab_path is not None else Path(out_dir) / VOCAB_NAME
     with atomic_path(model_path) as tmp:
         tmp.write_bytes(model)
     with atomic_path(vocab_path) as tmp:
@@ -283,18 +313,22 @@ def plot_report(report: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     import matplotlib.pyplot as plt
 
     per_lang = report["languages"]
-    codes = [c for c in per_lang if per_lang[c]["fertility"] is not None]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    labels = [f"{c}\n({'tok/char' if per_lang[c]['unit'] == 'characters' else 'tok/word'})" for c in codes]
-    axes[0].bar(labels, [per_lang[c]["fertility"] for c in codes], color="tab:blue")
-    axes[0].set_title("fertility (valid split)")
-    width = 0.4
-    x = np.arange(len(codes))
-    axes[1].bar(x - width / 2, [per_lang[c]["unk_rate"] for c in codes], width, label="unk")
-    axes[1].bar(x + width / 2, [per_lang[c]["byte_fallback_rate"] for c in codes], width, label="byte fallback")
-    axes[1].set_xticks(x, codes)
+    codes = sorted(c for c in per_lang if per_lang[c]["fertility"] is not None)
+    # Languages on the y axis: names never collide, however many languages there are.
+    fig, axes = plt.subplots(1, 3, figsize=(14, max(3.5, 0.45 * len(codes) + 1.5)))
+    y = np.arange(len(codes))
+    labels = [f"{c} ({'tok/char' if per_lang[c]['unit'] == 'characters' else 'tok/word'})" for c in codes]
+    axes[0].barh(y, [per_lang[c]["fertility"] for c in codes], color="tab:blue")
+    axes[0].set_yticks(y, labels)
+    axes[0].invert_yaxis()
+    axes[0].set_title("fertility on the valid split (lower is better)")
+    height = 0.4
+    axes[1].barh(y - height / 2, [per_lang[c]["unk_rate"] or 0 for c in codes], height, label="unk")
+    axes[1].barh(y + height / 2, [per_lang[c]["byte_fallback_rate"] or 0 for c in codes], height, label="byte fallback")
+    axes[1].set_yticks(y, codes)
+    axes[1].invert_yaxis()
     axes[1].set_title("share of tokens")
-    axes[1].legend()
+    axes[1].legend(fontsize="small")
     small = report.get("smallest_language") or {}
     if small.get("fertility"):
         names = list(small["fertility"])
@@ -304,9 +338,7 @@ def plot_report(report: Mapping[str, Any], out_png: str | os.PathLike[str]) -> N
     else:
         axes[2].set_axis_off()
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 # ---------------------------------------------------------------- stage
@@ -324,6 +356,19 @@ def sample_and_train(
     purpose: str = "vocab",
 ) -> tuple[bytes, SampleStats]:
     """Draw the sample (α = mixture's alpha_vocab unless given) and train one model on it."""
+    sentences, stats = draw_sample(clean_paths, mixture, cfg, alpha, purpose)
+    model = train_model(sentences, cfg["vocab"], cfg["languages"], cfg["seed"])
+    return model, stats
+
+
+def draw_sample(
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    mixture: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    alpha: float | None = None,
+    purpose: str = "vocab",
+) -> tuple[Iterator[str], SampleStats]:
+    """The sentences the model is trained on (a stream), and the stats it fills as it is read."""
     vcfg = cfg["vocab"]
     per_lang = mixture["languages"]
     missing = sorted(set(per_lang) - set(clean_paths))
@@ -336,8 +381,7 @@ def sample_and_train(
     sentences = iter_sample(
         clean_paths, rows, shares, vcfg["sample_sentences"], cfg["seed"], vcfg["max_sentence_length"], stats, purpose
     )
-    model = train_model(sentences, vcfg, cfg["languages"], cfg["seed"])
-    return model, stats
+    return sentences, stats
 
 
 def smallest_language_comparison(
@@ -346,7 +390,6 @@ def smallest_language_comparison(
     cfg: Mapping[str, Any],
     sp: spm.SentencePieceProcessor,
     sample: SampleStats,
-    logger: Any,
 ) -> dict[str, Any]:
     """Fertility of the smallest language under alpha_vocab beside a same-size model trained with α = 1."""
     lang = mixture["smallest"]
@@ -358,7 +401,7 @@ def smallest_language_comparison(
               "sample_share": {f"alpha={alpha}": sample.as_dict()["share"].get(lang)}}  # fmt: skip
     if alpha == 1.0 or not cfg["vocab"]["compare_alpha_one"]:
         return result
-    logger.info("vocab: training the α = 1.0 comparison model for %s", lang)
+    LOG.info("vocab: training the α = 1.0 comparison model for %s", lang)
     model_one, stats_one = sample_and_train(clean_paths, mixture, cfg, alpha=1.0, purpose="vocab-alpha1")
     one = tokenizer_stats(load_processor(model_one), clean_paths[lang], lang, "valid", threads)
     result["fertility"]["alpha=1.0"] = one["fertility"]
@@ -372,7 +415,6 @@ def build_report(
     cfg: Mapping[str, Any],
     model: bytes,
     sample: SampleStats,
-    logger: Any,
 ) -> dict[str, Any]:
     sp = load_processor(model)
     threads = cfg["vocab"]["num_threads"]
@@ -381,7 +423,7 @@ def build_report(
     }
     for lang, stats in per_lang.items():
         if stats["sentences"] == 0:
-            logger.warning("vocab report: %s has no valid-split rows; its rates are null", lang)
+            LOG.warning("vocab report: %s has no valid-split rows; its rates are null", lang)
     return {
         "vocab_size": sp.get_piece_size(),
         "model_type": cfg["vocab"]["model_type"],
@@ -390,7 +432,7 @@ def build_report(
         "sample": sample.as_dict(),
         "languages": per_lang,
         "excluded": mixture.get("excluded", []),
-        "smallest_language": smallest_language_comparison(clean_paths, mixture, cfg, sp, sample, logger),
+        "smallest_language": smallest_language_comparison(clean_paths, mixture, cfg, sp, sample),
     }
 
 
@@ -398,23 +440,27 @@ def run_vocab_stage(
     cfg: Mapping[str, Any],
     clean_paths: Mapping[str, str | os.PathLike[str]],
     mixture_json: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    out: VocabOutputs | str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Sample, train, write spm.model/spm.vocab, the report and the transformers folder under ``out_dir``."""
+    """Sample, train, write the model, its .vocab, the report (JSON, PNG) and the transformers folder.
+
+    ``cfg`` needs ``vocab``, ``seed`` and the language codes (``pipeline.config.vocab_slice``). ``out`` is
+    the rule's declared outputs (VocabOutputs), or a folder that gets the standard names.
+    """
     from pipeline.hf_tokenizer import export_hf_tokenizer
 
-    out_dir = Path(out_dir)
-    with stage_logging(log) as logger:
+    out = out if isinstance(out, VocabOutputs) else VocabOutputs.in_folder(out)
+    with stage_logging(log):
         mixture = read_mixture(mixture_json)
         for lang in sorted(set(clean_paths) - set(mixture["languages"])):
-            logger.warning("vocab: %s is not in the mixture (empty train split): left out of the sample", lang)
+            LOG.warning("vocab: %s is not in the mixture (empty train split): left out of the sample", lang)
         model, sample = sample_and_train(clean_paths, mixture, cfg)
-        write_model(model, out_dir)
-        logger.info("vocab: sample %s", sample.as_dict())
-        report = build_report(clean_paths, mixture, cfg, model, sample, logger)
-        write_json(out_dir / REPORT_JSON, report)
-        plot_report(report, out_dir / REPORT_PNG)
-        export_hf_tokenizer(out_dir / MODEL_NAME, out_dir / HF_DIR, cfg)
-        logger.info("vocab: wrote %s", out_dir)
+        write_model(model, None, out.model, out.vocab)
+        LOG.info("vocab: sample %s", sample.as_dict())
+        report = build_report(clean_paths, mixture, cfg, model, sample)
+        write_json(out.report, report)
+        plot_report(report, out.plot)
+        export_hf_tokenizer(out.model, out.hf, cfg)
+        LOG.info("vocab: wrote %s, %s, %s, %s and %s", out.model, out.vocab, out.report, out.plot, out.hf)
     return report

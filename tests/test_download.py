@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import itertools
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +21,12 @@ SHA = hashlib.sha256(BODY).hexdigest()
 
 
 class FaultyHandler(http.server.BaseHTTPRequestHandler):
-    """Serves BODY at every path; faults are chosen by path. Records every request it sees."""
+    """Serves BODY at every path; faults are chosen by path. Records every request it sees (and when)."""
 
     requests: list[tuple[str, str | None]] = []
+    times: list[float] = []
     failures_left: dict[str, int] = {}
+    retry_after: str | None = None  # the Retry-After header of /busy answers
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -30,6 +34,7 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         range_header = self.headers.get("Range")
         type(self).requests.append((self.path, range_header))
+        type(self).times.append(time.monotonic())
         if self.path.startswith("/missing"):
             self.send_error(404, "Not Found")
             return
@@ -37,14 +42,31 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
             self.failures_left[self.path] -= 1
             self.send_error(500, "Internal Server Error")
             return
+        if self.path.startswith("/busy") and self.failures_left.get(self.path, 0) > 0:
+            self.failures_left[self.path] -= 1
+            self.send_response(429, "Too Many Requests")
+            if self.retry_after is not None:
+                self.send_header("Retry-After", self.retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         start = int(range_header.split("=")[1].rstrip("-")) if range_header else 0
         if self.path.startswith("/norange"):
             start = 0  # a server that ignores Range and sends the whole body with 200
+        if start >= len(BODY):  # nothing at or after the offset asked for (RFC 9110 15.5.17)
+            self.send_response(416, "Range Not Satisfiable")
+            self.send_header("Content-Range", f"bytes */{len(BODY)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = BODY[start:]
+        claimed = start
+        if self.path.startswith("/badrange"):
+            body, claimed = BODY, 0  # 206 for a Range, but the whole body and a Content-Range that says so
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
         if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
+            self.send_header("Content-Range", f"bytes {claimed}-{len(BODY) - 1}/{len(BODY)}")
         self.end_headers()
         first = len(self.requests) == 1
         if self.path.startswith("/cut") or (self.path.startswith(("/truncated", "/norange")) and first):
@@ -58,7 +80,9 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def server() -> Iterator[str]:
     FaultyHandler.requests = []
-    FaultyHandler.failures_left = {"/flaky.bin": 2}
+    FaultyHandler.times = []
+    FaultyHandler.failures_left = {"/flaky.bin": 2, "/busy.bin": 2, "/busy-forever.bin": 10**6}
+    FaultyHandler.retry_after = None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -98,6 +122,69 @@ def test_server_errors_are_retried(server: str, tmp_path: Path) -> None:
     path = download.fetch_url(f"{server}/flaky.bin", tmp_path / "f.bin", SHA, backoff=0.01)
     assert path.read_bytes() == BODY
     assert [p for p, _ in FaultyHandler.requests] == ["/flaky.bin"] * 3
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "cap", "low", "high"),
+    [
+        ("1", 300, 0.9, 5.0),  # honoured: the backoff alone (0.01 s) would ask again at once
+        ("3600", 1, 0.9, 5.0),  # capped: an hour asked for, a second waited
+        ("not a date", 300, 0.0, 0.5),  # malformed: the backoff applies
+    ],
+)
+def test_busy_server_429_honours_retry_after_with_a_cap(
+    server: str, tmp_path: Path, retry_after: str, cap: float, low: float, high: float
+) -> None:
+    FaultyHandler.retry_after = retry_after
+    path = download.fetch_url(f"{server}/busy.bin", tmp_path / "b.bin", SHA, backoff=0.01, retry_after_max=cap)
+    assert path.read_bytes() == BODY
+    assert FaultyHandler.requests == [("/busy.bin", None)] * 3
+    gaps = [b - a for a, b in itertools.pairwise(FaultyHandler.times)]
+    assert all(low <= gap < high for gap in gaps), gaps
+
+
+def test_busy_server_without_end_fails_after_the_attempts_asked(server: str, tmp_path: Path) -> None:
+    with pytest.raises(download.DownloadError, match=r"busy-forever\.bin: failed after 3 attempts \(HTTP 429"):
+        download.fetch_url(f"{server}/busy-forever.bin", tmp_path / "b.bin", SHA, attempts=3, backoff=0.01)
+    assert len(FaultyHandler.requests) == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_416_for_a_partial_already_complete_is_done(server: str, tmp_path: Path) -> None:
+    (tmp_path / "c.bin.part").write_bytes(BODY)  # an earlier run got every byte, then was killed
+    path = download.fetch_url(f"{server}/plain.bin", tmp_path / "c.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY
+    assert FaultyHandler.requests == [("/plain.bin", f"bytes={len(BODY)}-")]
+    assert not (tmp_path / "c.bin.part").exists()
+
+
+def test_416_naming_another_size_restarts_from_zero(server: str, tmp_path: Path) -> None:
+    (tmp_path / "c.bin.part").write_bytes(BODY + b"stale tail")  # longer than the file the server has now
+    path = download.fetch_url(f"{server}/plain.bin", tmp_path / "c.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY
+    assert FaultyHandler.requests == [("/plain.bin", f"bytes={len(BODY) + 10}-"), ("/plain.bin", None)]
+
+
+def test_content_range_not_matching_the_request_restarts_from_zero(server: str, tmp_path: Path) -> None:
+    (tmp_path / "r.bin.part").write_bytes(BODY[:1000])
+    path = download.fetch_url(f"{server}/badrange.bin", tmp_path / "r.bin", SHA, backoff=0.01)
+    assert path.read_bytes() == BODY  # not BODY[:1000] + BODY: the mismatched 206 was never appended
+    assert FaultyHandler.requests == [("/badrange.bin", "bytes=1000-"), ("/badrange.bin", None)]
+
+
+@pytest.mark.parametrize(
+    ("header", "span"),
+    [
+        ("bytes 1000-1999/2000", (1000, 2000)),
+        ("bytes 1000-1999/*", (1000, 2000)),
+        ("bytes 1000-1499/2000", None),  # stops before the end: not what bytes=1000- asks for
+        ("bytes 1000-999/2000", None),
+        ("bytes */2000", None),
+        (None, None),
+    ],
+)
+def test_content_range_parsing(header: str | None, span: tuple[int, int] | None) -> None:
+    assert download._content_range(header) == span
 
 
 def test_wrong_checksum_fails_and_leaves_nothing(server: str, tmp_path: Path) -> None:
@@ -213,7 +300,7 @@ def test_hf_rebuild_uses_the_cache_once_locked(tmp_path: Path) -> None:
            "sources": {"hub": {"adapter": "hf", "dataset": str(data), "split": "train"}}}  # fmt: skip
     first = tmp_path / "run1" / "raw" / "hub"
     download.fetch_source(cfg, "hub", first)
-    download.write_lock(cfg, [str(first / "resolved.json")], cfg["lock_file"])
+    download.write_lock([str(first / "resolved.json")], cfg["lock_file"])
     shutil.rmtree(data)  # the dataset is gone: only the cache can serve the rebuild
     second = tmp_path / "run2" / "raw" / "hub"
     download.fetch_source(cfg, "hub", second)

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline import config as pfconfig
 from pipeline.arrow_io import read_table
-from pipeline.extract import extract_source
+from pipeline.extract import common, extract_source
+from pipeline.splits import SplitConfig, assign_split
 
 
 def make_config(tmp_path: Path, fmt: str, **source) -> dict:
@@ -100,3 +101,23 @@ def test_parquet_streamed_with_max_docs(tmp_path: Path):
     assert stats["skipped"] == {"max_docs": 6, "unreadable_file": 1}
     assert stats["dropped"] == {"missing_text_field": 1}
     assert any("broken.parquet" in w for w in stats["warnings"])
+
+
+def test_split_cache_is_bounded_and_only_a_speed_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A text group is one line: the split cache must stay at its size however many lines there are."""
+    monkeypatch.setattr(common, "SPLIT_CACHE_SIZE", 64)
+    raw = tmp_path / "raw" / "corpus"
+    raw.mkdir(parents=True)
+    (raw / "a.txt").write_text("".join(f"Zeile {i}.\n" for i in range(1000)))
+    cfg = make_config(tmp_path, "text", lang="de")
+    ctx = common.SourceContext(cfg, "corpus")
+    split_cfg = SplitConfig.from_config(cfg)
+    groups = [f"a.txt:{i}" for i in range(1, 1001)]
+    assert [ctx.split(g) for g in groups + groups[:10]] == [assign_split(g, split_cfg) for g in groups + groups[:10]]
+    assert ctx._split.cache_info().currsize == 64
+
+    extract_source(cfg, "corpus", raw, tmp_path / "extracted")
+    rows = read_table(tmp_path / "extracted" / "de.arrow").to_pylist()
+    assert len(rows) == 1000
+    assert [r["split"] for r in rows] == [assign_split(r["group"], split_cfg) for r in rows]
+    assert {r["split"] for r in rows} == {"train", "valid", "test"}

@@ -21,6 +21,14 @@ from pipeline import langs
         ("deu", "de"),
         ("iw", "he"),
         ("de_DE.UTF-8", "de"),
+        ("sq", "sq"),
+        ("sr_RS@latin", "sr-Latn"),
+        ("sr-Cyrl", "sr-Cyrl"),
+        ("nb", "nb"),
+        ("no", "no"),
+        ("tl", "fil"),
+        ("zh-Hant", "zh-Hant"),
+        ("yue", "yue"),  # Cantonese is not Chinese-in-Hant
     ],
 )
 def test_canonical(tag: str, code: str) -> None:
@@ -31,15 +39,6 @@ def test_canonical(tag: str, code: str) -> None:
 def test_unknown_codes_are_refused(tag: str) -> None:
     with pytest.raises(langs.UnknownLanguageError):
         langs.canonical(tag)
-
-
-def test_lid_labels() -> None:
-    assert langs.lid_label("zh-Hans") == "zh"
-    assert langs.lid_label("zh-Hant") == "zh"
-    assert langs.lid_label("fil") == "tl"
-    assert langs.lid_label("dz") is None
-    assert langs.lid_label("dz", {"dz": "dzo_Tibt"}) == "dzo_Tibt"
-    assert langs.label_to_canonical("__label__zh") == "zh-Hans"
 
 
 def test_unspaced_scripts() -> None:

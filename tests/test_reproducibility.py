@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +87,57 @@ def test_killed_shard_stage_then_rerun_gives_the_same_manifest(tiny_run: Path, t
     reference = json.loads((tiny_run / "shards" / "manifest.json").read_text())
     assert json.loads((output_dir / "shards" / "manifest.json").read_text()) == reference
     assert _digests(output_dir)["shards/manifest.json"] == _digests(tiny_run)["shards/manifest.json"]
+
+
+def _make_run(output_dir: Path) -> list[str]:
+    """`make run CONFIG=tests/tiny.yaml` into ``output_dir``, as a user types it (SNAKEMAKE_ARGS for the root).
+
+    ``-o .venv/.installed``: never rebuild the environment from inside a test (a fresh checkout's
+    requirements.lock can look newer than the stamp); on CI the stamp is up to date and it changes nothing.
+    """
+    args = f"--config output_dir={output_dir} lock_file={output_dir / 'sources.lock'}"
+    return ["make", "--no-print-directory", "-o", ".venv/.installed", "run", "CONFIG=tests/tiny.yaml",
+            f"SNAKEMAKE_ARGS={args}"]  # fmt: skip
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_killed_mid_rule_then_make_run_again(tmp_path: Path) -> None:
+    from tests import golden
+    from tests.test_unlock import unlock
+
+    output_dir = tmp_path / "results"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(_make_run(output_dir), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+        try:
+            started = _wait_for(output_dir / "logs" / "clean.log", first)  # the clean rule is running
+            assert started, (tmp_path / "first.log").read_text()[-3000:]
+            # While that run lives, its lock is not stale: unlocking is refused.
+            refused = subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / "unlock.py"),
+                                      "--configfile", "tests/tiny.yaml"], cwd=REPO, capture_output=True,
+                                     text=True)  # fmt: skip
+            assert refused.returncode == 1 and "Not unlocking" in refused.stderr, refused.stderr
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)  # make, snakemake, its job processes and Dask workers
+            first.wait()
+    assert not (output_dir / "stats" / "languages.json").exists(), "the clean rule finished before the kill"
+    assert unlock.stale_locks(REPO), "the killed run left no lock: this test would not test the unlock"
+    deadline = time.monotonic() + 30
+    while unlock.live_snakemake(REPO) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the killed processes are gone once the kernel has reaped them
+
+    again = subprocess.run(_make_run(output_dir), cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "unlocking" in again.stderr
+    assert not unlock.stale_locks(REPO)
+    expected, found = golden.read_list(), golden.digests(output_dir)
+    assert found == expected, sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))

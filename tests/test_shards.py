@@ -122,7 +122,8 @@ def make_config(root: Path) -> dict:
 
 def build(root: Path) -> dict:
     clean, pairs, model = write_inputs(root)
-    return shards.run_shards_stage(make_config(root), clean, pairs, model, root / "shards", log=root / "shards.log")
+    return shards.run_shards_stage(make_config(root), clean, pairs, model, root / "shards" / "manifest.json",
+                                   log=root / "shards.log")
 
 
 @pytest.fixture(scope="module")
@@ -258,11 +259,11 @@ def test_vocabulary_change_is_refused(built, tmp_path):
     (root / "vocab" / "spm.model").write_bytes(train_spm(vocab_size=340, seed=8))
     cfg, clean = make_config(root), {lang: root / "clean" / f"{lang}.arrow" for lang in LANGS}
     with pytest.raises(shards.ShardsError, match="vocabulary|SentencePiece model"):
-        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards")
+        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards" / "manifest.json")
     # Snakemake deletes the declared output (the manifest) before a rerun: the shards still say their vocabulary.
     (root / "shards" / "manifest.json").unlink()
     with pytest.raises(shards.ShardsError, match="vocabulary changed"):
-        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards")
+        shards.run_shards_stage(cfg, clean, [], root / "vocab" / "spm.model", root / "shards" / "manifest.json")
     assert list((root / "shards" / "mlm").rglob("*.arrow"))  # nothing was deleted
 
 
@@ -284,7 +285,7 @@ def test_input_batching_does_not_change_shard_bytes(built, tmp_path):
         with ArrowWriter(clean[lang], schemas.CLEAN, batch_rows=1000) as writer:
             writer.write_rows(rows)
     cfg = copy.deepcopy(make_config(root))
-    shards.run_shards_stage(cfg, clean, pairs, model, root / "shards")
+    shards.run_shards_stage(cfg, clean, pairs, model, root / "shards" / "manifest.json")
     assert (root / "shards" / "manifest.json").read_bytes() == (built / "shards" / "manifest.json").read_bytes()
 
 
@@ -292,3 +293,49 @@ def test_token_count_ignores_padding():
     column = pa.array([[5, 6, 0, 0], [2]], pa.list_(pa.int32()))
     assert shards.count_tokens(column) == 3
     assert np.array_equal(shards.join_with_eos([np.array([7, 8], np.int32), np.array([], np.int32)]), [7, 8, 2, 2])
+
+
+def test_pair_dedup_keeps_first_occurrences_within_and_across_batches():
+    ids = [np.array(x, np.int32) for x in ([5, 6], [5], [6, 5], [])]
+    seen = shards.KeySet()
+    # (src, tgt) = (ids[a], ids[b]); the split point is part of the key: ([5, 6], [5]) != ([5], [6, 5]).
+    src, tgt = [ids[0], ids[1], ids[0], ids[3], ids[0]], [ids[1], ids[2], ids[1], ids[0], ids[2]]
+    assert shards.first_occurrences([0, 1, 2, 3], src, tgt, seen) == [0, 1, 3]
+    assert shards.first_occurrences([4, 2, 1], src, tgt, seen) == [4]  # 2 and 1 were kept in the batch before
+    assert len(seen) == 4 and seen.nbytes == 4 * 16
+
+
+def test_private_encode_is_checked_at_stage_start_and_used(built, monkeypatch):
+    assert "the private batch encode matches the public encode" in (built / "shards.log").read_text()
+    sp = shards.load_processor(built / "vocab" / "spm.model")
+    assert shards._PRIVATE_ENCODE_OK[sp] is True
+    calls = []
+    private = shards._private_encode
+    monkeypatch.setattr(shards, "_private_encode", lambda *a: calls.append(a) or private(*a))
+    texts = [r["text"] for r in clean_rows("hi")] + list(shards.PROBE_TEXTS)
+    buffers = shards.encode_buffers(sp, texts, 2)
+    assert len(calls) == 1  # the fast call, no new probe
+    assert [np.frombuffer(b, np.int32).tolist() for b in buffers] == sp.encode(texts)
+
+
+@pytest.mark.parametrize("fault", ["wrong ids", "missing method"])
+def test_private_encode_that_differs_falls_back_to_public_encode(built, tmp_path, monkeypatch, fault):
+    calls = []
+
+    def broken(sp, texts, threads):
+        calls.append(len(texts))
+        if fault == "missing method":
+            raise AttributeError("'SentencePieceProcessor' object has no attribute '_EncodeAsBufferBatch'")
+        return [np.append(np.frombuffer(b, np.int32), 7).tobytes() for b in sp.encode(texts, return_type="numpy")]
+
+    monkeypatch.setattr(shards, "_private_encode", broken)
+    root = tmp_path / "fallback"
+    build(root)
+    assert len(calls) == 1  # only the probe: every batch of the stage went through the public encode
+    log = (root / "shards.log").read_text()
+    assert "the private batch encode differs from the public encode" in log
+    assert ("AttributeError" if fault == "missing method" else "instead of") in log
+    # The public path gives the same shards, byte for byte, as the checked private path.
+    files = sorted(p.relative_to(built / "shards") for p in (built / "shards").rglob("*") if p.is_file())
+    for rel in files:
+        assert (root / "shards" / rel).read_bytes() == (built / "shards" / rel).read_bytes(), rel

@@ -57,7 +57,20 @@ def test_languages_json_counts_add_up(stage):
     assert sum(de["lid_histogram"]["kept"]) == 3
     assert sum(de["lid_histogram"]["rejected"]) == 3  # the duplicate and two LID rejects carry a probability
     assert de["lid_histogram"]["rejected"][2] == 1  # LOW_CONFIDENCE_DE: p in [0.2, 0.3)
+    # LID recall by length, under both rules: 6 rows reached LID (not "Kurz"); strict keeps 4 (not the English
+    # line, not LOW_CONFIDENCE_DE), declared keeps 5 (LOW_CONFIDENCE_DE's top-1 is de).
+    recall = de["lid_recall"]["a"]
+    assert recall["policy"] == "strict" and recall["unit"] == "characters"
+    assert (recall["all"]["rows"], recall["all"]["kept_strict"], recall["all"]["kept_declared"]) == (6, 4, 5)
+    assert recall["by_length"]["20-39"] == {
+        "rows": 2,
+        "kept_strict": 1,
+        "kept_declared": 2,
+        "recall_strict": 0.5,
+        "recall_declared": 1.0,
+    }
     assert report["languages"]["hi"]["rows_in"] == 0 and report["languages"]["hi"]["kept"] == 0
+    assert "lid_recall" not in report["languages"]["hi"]
     assert set(report["pairs"]) == {"en-de", "en-hi"}
 
 

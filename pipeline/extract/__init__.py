@@ -10,6 +10,7 @@ One module per format; each has ``extract(ctx, raw_dir, out, threads)``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from pipeline.arrow_io import write_json
 from pipeline.extract import fortune, freedict, gettext, libreoffice, man, plain, udhr
 from pipeline.extract.common import STATS_FILE, OutputSet, SourceContext, staged_directory
 from pipeline.logs import stage_logging
+
+LOG = logging.getLogger(__name__)
 
 Extractor = Callable[[SourceContext, Path, OutputSet, int], None]
 
@@ -43,15 +46,19 @@ def extract_source(
     log: str | os.PathLike[str] | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Extract one configured source from ``raw_dir`` into ``out_dir``; return the stats written."""
+    """Extract one configured source from ``raw_dir`` into ``out_dir``; return the stats written.
+
+    ``cfg`` needs ``sources.{source_name}``, the language codes (a list or the ``languages`` mapping),
+    ``pivot`` and ``splits``: what ``pipeline.config.extract_slice`` gives the rule.
+    """
     if source_name not in cfg["sources"]:
         raise KeyError(f"config key 'sources.{source_name}': no such source")
     fmt = cfg["sources"][source_name]["format"]
     raw_dir = Path(raw_dir)
-    with stage_logging(log) as logger:
+    with stage_logging(log):
         if not raw_dir.is_dir():
             raise FileNotFoundError(f"{raw_dir}: raw folder of source {source_name!r} does not exist")
-        logger.info("extract %s (%s) from %s", source_name, fmt, raw_dir)
+        LOG.info("extract %s (%s) from %s", source_name, fmt, raw_dir)
         ctx = SourceContext(cfg, source_name)
         ctx.stats.root = str(raw_dir)
         with staged_directory(out_dir) as tmp:
@@ -59,6 +66,6 @@ def extract_source(
                 EXTRACTORS[fmt](ctx, raw_dir, out, max(1, int(threads)))
             stats = ctx.stats.to_dict(out.rows())
             write_json(tmp / STATS_FILE, stats)
-        logger.info("extract %s: rows %s; dropped %s; skipped %s; %d warning(s)", source_name, stats["rows"],
+        LOG.info("extract %s: rows %s; dropped %s; skipped %s; %d warning(s)", source_name, stats["rows"],
                     stats["dropped"], stats["skipped"], stats["warning_count"])
         return stats

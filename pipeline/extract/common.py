@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -30,9 +31,13 @@ from pipeline import langs, schemas
 from pipeline.arrow_io import ArrowWriter
 from pipeline.splits import SplitConfig, assign_split
 
-LOG = logging.getLogger("pipeline.extract")
+LOG = logging.getLogger(__name__)
 STATS_FILE = "extract_stats.json"
 MAX_WARNINGS_KEPT = 1000  # the stats file lists this many; the total is always counted
+# Group keys whose split is remembered. The split is a pure hash of the key, so the cache is only a
+# speed-up (a LibreOffice page or a gettext msgid gives many rows in a row); it must not grow with the
+# corpus, since a text/JSONL/Parquet group is one line.
+SPLIT_CACHE_SIZE = 1 << 14
 
 _SPACE_RUN = re.compile(r"\s+")
 # ANSI/VT100 escape sequences (colour codes in some fortune files, stray ones in man output).
@@ -122,7 +127,9 @@ class SourceContext:
         self.max_docs: int | None = self.source.get("max_docs")
         self.split_config = SplitConfig.from_config(cfg)
         self.stats = ExtractStats(source_name, self.source["format"])
-        self._splits: dict[str, str] = {}
+        self._split = functools.lru_cache(maxsize=SPLIT_CACHE_SIZE)(
+            functools.partial(assign_split, config=self.split_config)
+        )
         self._streamed_docs: dict[str, tuple[str, bool]] = {}
 
     def language_of(self, tag: str, where: str | os.PathLike[str]) -> str | None:
@@ -141,10 +148,8 @@ class SourceContext:
         return code
 
     def split(self, group: str) -> str:
-        split = self._splits.get(group)
-        if split is None:
-            split = self._splits[group] = assign_split(group, self.split_config)
-        return split
+        """The group's split (``pipeline.splits.assign_split``), from a cache of fixed size."""
+        return self._split(group)
 
     def cap_docs(self, lang: str, doc_ids: Iterable[str]) -> list[str]:
         """``max_docs`` doc ids of a language, sorted; the rest counted as skipped.

@@ -7,15 +7,22 @@ Pairs are pivot–X blocks with the same (page, block id), both non-empty and no
 Hidden ``switchinline`` variants (macOS key names, other modules' wording) are left out: the
 ``default…`` variant is the text.  A block id that occurs twice in a page (embedded sections) gets ``.2``, ``.3``… in order, which
 is the same in every language because the pages share their structure.
+
+Pages are parsed with lxml (libxml2's HTML parser) and the blocks read off the tree.  The text
+rules (what is skipped, where a space goes) are those of the stdlib ``html.parser`` reader this
+replaced, which gave the same blocks on every page of three whole help packages; they part only
+on markup that HTML's own rules restructure (a ``<div>`` or ``<table>`` inside a ``<p>`` ends the
+``<p>``), which the help pages do not have.
 """
 
 from __future__ import annotations
 
-import html.parser
 import re
-from dataclasses import dataclass
+import threading
 from pathlib import Path
+from typing import NamedTuple
 
+from lxml import etree
 from tqdm import tqdm
 
 from pipeline.extract.common import (
@@ -33,92 +40,103 @@ BLOCK_ID = re.compile(r"^(?:(?:hd|par)_\w+|N\d+)$")
 _SKIP_CONTENT = frozenset({"script", "style", "noscript"})
 _SPACED = frozenset({"br", "li", "td", "th", "tr", "div", "p"})
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# Where the help text of a page starts, and anything before it that could make a block (see _content).
+_CONTENT_MARKER = b'<div id="DisplayArea"'
+_BLOCK_LIKE_ID = re.compile(rb"(?i:\bid)\s*=\s*[\"']?\s*(?:hd_|par_|N\d)")
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
     block_id: str
     text: str
 
 
-def _is_hidden_variant(attrs: dict[str, str | None]) -> bool:
-    """A hidden alternative of a ``switchinline`` (macOS keys, another module's wording).
+_LOCAL = threading.local()  # an lxml parser serves one thread at a time
 
-    The help shows one variant by script; without it, the ``default…`` one is the text to keep.
+
+def _html_parser() -> etree.HTMLParser:
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        # encoding given: the page was decoded (and repaired) already, its <meta charset> must not win
+        parser = _LOCAL.parser = etree.HTMLParser(encoding="utf-8", collect_ids=False, no_network=True)
+    return parser
+
+
+def _append_text(el: etree._Element, parts: list[str], skipping: bool, hidden: bool) -> None:
+    """Append the text of ``el`` (inside a block) and of its tail to ``parts``.
+
+    A space at the start and at the end of every ``_SPACED`` element (even a skipped one, so that
+    a hidden ``<br>`` still separates words); nothing from ``_SKIP_CONTENT`` elements or hidden
+    variants; comments and processing instructions give only their tail.  ``hidden``: the page
+    has a ``hidden`` attribute somewhere (most have none, and then need not look for one).
     """
-    return "hidden" in attrs and not (attrs.get("id") or "").startswith("default")
+    tag = el.tag
+    if tag.__class__ is str:
+        spaced = tag in _SPACED
+        if spaced:
+            parts.append(" ")
+        if tag not in _VOID:
+            skip = skipping or tag in _SKIP_CONTENT or (
+                hidden and el.get("hidden") is not None and not (el.get("id") or "").startswith("default"))
+            if not skip and el.text:
+                parts.append(el.text)
+            for child in el:
+                _append_text(child, parts, skip, hidden)
+            if spaced:
+                parts.append(" ")
+    if not skipping and el.tail:
+        parts.append(el.tail)
 
 
-class _HelpPageParser(html.parser.HTMLParser):
-    """Collect the flattened text of every element whose id is a help block id."""
+def _collect_blocks(elements, found: list[tuple[str, str]], hidden: bool) -> None:
+    """Document order: an element with a block id is a block (ids inside it are its text)."""
+    for el in elements:
+        tag = el.tag
+        if tag.__class__ is not str:
+            continue  # comment, processing instruction
+        block_id = el.get("id")
+        if block_id is not None and tag not in _VOID and BLOCK_ID.match(block_id):
+            if len(el):
+                parts = [el.text] if el.text else []
+                for child in el:
+                    _append_text(child, parts, False, hidden)
+                found.append((block_id, "".join(parts)))
+            else:
+                found.append((block_id, el.text or ""))
+        elif len(el):
+            _collect_blocks(el, found, hidden)
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str, str]] = []
-        self._block_id: str | None = None  # the block being read
-        self._stack: list[str] = []  # tags open inside the block, the block's own first
-        self._skip_from: int | None = None  # stack depth where skipped content began
-        self._parts: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if self._block_id is None:
-            block_id = values.get("id") or ""
-            if BLOCK_ID.match(block_id) and tag not in _VOID:
-                self._block_id, self._stack, self._parts, self._skip_from = block_id, [tag], [], None
-            return
-        if tag in _SPACED:
-            self._parts.append(" ")
-        if tag in _VOID:
-            return
-        self._stack.append(tag)
-        if self._skip_from is None and (tag in _SKIP_CONTENT or _is_hidden_variant(values)):
-            self._skip_from = len(self._stack)
+def _content(data: bytes) -> bytes:
+    """The page from its content area on, when the navigation before it has no block-like id.
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._block_id is not None and tag in _SPACED:
-            self._parts.append(" ")
+    Every help page is one template: ``<head>``, then header and side panels (about a quarter
+    of the bytes and more of the elements, none of them a block), then
+    ``<div id="DisplayArea">`` with the help text.  Parsing from there gives the same blocks for
+    less; a page whose part before it has anything like a block id (even in a comment or a
+    script) is parsed whole, as is a page without the marker.
+    """
+    start = data.find(_CONTENT_MARKER)
+    if start <= 0 or _BLOCK_LIKE_ID.search(data, 0, start):
+        return data
+    return data[start:]
 
-    def handle_endtag(self, tag: str) -> None:
-        if self._block_id is None or tag not in self._stack:
-            return  # outside a block, or a stray end tag
-        while self._stack:  # close up to the matching tag (tolerates unclosed inline tags)
-            closed = self._stack.pop()
-            if self._skip_from is not None and len(self._stack) < self._skip_from:
-                self._skip_from = None
-            if closed == tag:
-                break
-        if tag in _SPACED:
-            self._parts.append(" ")
-        if not self._stack:
-            self._finish()
 
-    def handle_data(self, data: str) -> None:
-        if self._block_id is not None and self._skip_from is None:
-            self._parts.append(data)
-
-    def _finish(self) -> None:
-        assert self._block_id is not None
-        self.blocks.append((self._block_id, "".join(self._parts)))
-        self._block_id, self._stack, self._parts, self._skip_from = None, [], [], None
-
-    def close(self) -> None:
-        super().close()
-        if self._block_id is not None:  # an unclosed block at the end of the page: keep what it had
-            self._finish()
+def _raw_blocks(html_text: str) -> list[tuple[str, str]]:
+    data = _content(html_text.encode("utf-8"))
+    root = etree.fromstring(data, _html_parser())
+    found: list[tuple[str, str]] = []
+    if root is not None:  # None: nothing but blanks and comments
+        _collect_blocks((root,), found, b"hidden" in data.lower())
+    return found
 
 
 def parse_help_page(html_text: str) -> list[Block]:
     """The blocks of one page in document order, repeated ids numbered ``id.2``, ``id.3``…"""
-    parser = _HelpPageParser()
-    parser.feed(html_text)
-    parser.close()
     seen: dict[str, int] = {}
     blocks = []
-    for block_id, raw in parser.blocks:
-        seen[block_id] = seen.get(block_id, 0) + 1
-        unique = block_id if seen[block_id] == 1 else f"{block_id}.{seen[block_id]}"
-        blocks.append(Block(unique, clean_text(raw)))
+    for block_id, raw in _raw_blocks(html_text):
+        n = seen[block_id] = seen.get(block_id, 0) + 1
+        blocks.append(Block(block_id if n == 1 else f"{block_id}.{n}", clean_text(raw)))
     return blocks
 
 
@@ -150,7 +168,7 @@ def list_pages(lang_dir: Path) -> list[str]:
 def read_page(ctx: SourceContext, path: Path) -> list[Block]:
     try:
         blocks = parse_help_page(decode_utf8(path.read_bytes(), path, ctx.stats))
-    except (OSError, AssertionError) as exc:
+    except (OSError, AssertionError, etree.LxmlError) as exc:
         ctx.stats.warn(path, f"unreadable help page: {exc}")
         ctx.stats.skip("unreadable_page")
         return []

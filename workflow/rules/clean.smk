@@ -1,8 +1,9 @@
 # clean: extracted/{source}/ of every role=train source -> clean/{lang}.arrow, rejected/{lang}.arrow (every
 # configured language, possibly empty), clean/pairs/{src}-{tgt}.arrow, rejected/pairs/{src}-{tgt}.arrow,
 # stats/languages.json, stats/sizes.png, stats/rejections.png. UDHR (eval sources of format udhr) is read
-# only to score the LID model: stats/lid_udhr.json. Runs on Dask: a LocalCluster of `threads` workers, or the
-# scheduler at config clean.scheduler; outputs do not depend on the worker count.
+# only to score the LID model (stats/lid_udhr.json) and to remove its text from train. Runs on Dask: a
+# LocalCluster of `threads` workers, or the scheduler at config clean.scheduler; outputs do not depend on the
+# worker count. The LID model's labels are checked against the configured languages when the rule starts.
 
 UDHR_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] == "udhr"]
 
@@ -24,10 +25,13 @@ rule clean:
     log:
         out("logs", "clean.log"),
     threads: workflow.cores
+    params:
+        settings=pfconfig.clean_slice(config, TRAIN_SOURCES + UDHR_SOURCES),
     run:
         from pipeline import clean
 
-        clean.run_clean_stage(config, input, output, log=log[0], threads=threads)
+        settings = pfconfig.with_local_settings(params.settings, config)
+        clean.run_clean_stage(settings, input, output, log=log[0], threads=threads)
 
 
 ALL_TARGETS.extend(

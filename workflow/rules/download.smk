@@ -12,10 +12,13 @@ rule download:
     wildcard_constraints:
         source="|".join(re.escape(s) for s in ALL_SOURCES),
     retries: 1
+    params:
+        settings=lambda wildcards: pfconfig.download_slice(config, wildcards.source),
     run:
         from pipeline import download
 
-        download.fetch_source(config, wildcards.source, output[0], log=log[0])
+        settings = pfconfig.with_local_settings(params.settings, config)
+        download.fetch_source(settings, wildcards.source, output[0], log=log[0])
 
 
 rule lid_model:
@@ -23,23 +26,27 @@ rule lid_model:
         out("raw", "_lid", "model.ftz"),
     log:
         out("logs", "download", "lid_model.log"),
+    params:
+        settings=pfconfig.lid_model_slice(config),
     run:
         from pipeline import download
 
-        download.fetch_lid_model(config, output[0], log=log[0])
+        download.fetch_lid_model(pfconfig.with_local_settings(params.settings, config), output[0], log=log[0])
 
 
+# The lock file may be shared by several configs (each writes its own sources, keeps the others'), so it is
+# an update() output: Snakemake neither deletes it before the rule runs nor after a failure (it restores it).
 rule lock:
     input:
         expand(out("raw", "{source}"), source=ALL_SOURCES),
     output:
-        config["lock_file"],
+        update(config["lock_file"]),
     log:
         out("logs", "download", "lock.log"),
     run:
         from pipeline import download
 
-        download.write_lock(config, [f"{d}/resolved.json" for d in input], output[0])
+        download.write_lock([f"{d}/resolved.json" for d in input], output[0], log=log[0])
 
 
 ALL_TARGETS.extend([out("raw", s) for s in ALL_SOURCES])

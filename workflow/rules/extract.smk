@@ -15,10 +15,12 @@ rule extract:
     wildcard_constraints:
         source="|".join(re.escape(s) for s in ALL_SOURCES),
     threads: 4
+    params:
+        settings=lambda wildcards: pfconfig.extract_slice(config, wildcards.source),
     run:
         from pipeline.extract import extract_source
 
-        extract_source(config, wildcards.source, input[0], output[0], log=log[0], threads=threads)
+        extract_source(params.settings, wildcards.source, input[0], output[0], log=log[0], threads=threads)
 
 
 ALL_TARGETS.extend(expand(out("extracted", "{source}"), source=ALL_SOURCES))

@@ -10,10 +10,12 @@ rule mixture:
         png=out("mixture", "alpha.png"),
     log:
         out("logs", "mixture.log"),
+    params:
+        settings=pfconfig.mixture_slice(config),
     run:
         from pipeline import mixture
 
-        mixture.run_mixture_stage(config, dict(zip(LANGUAGES, input)), output.json, output.png, log=log[0])
+        mixture.run_mixture_stage(params.settings, dict(zip(LANGUAGES, input)), output.json, output.png, log=log[0])
 
 
 ALL_TARGETS.extend([out("mixture", "mixture.json"), out("mixture", "alpha.png")])

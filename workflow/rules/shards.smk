@@ -15,10 +15,12 @@ rule shards:
         out("logs", "shards.log"),
     threads: workflow.cores  # encoding threads; ids do not depend on the thread count
     params:
+        settings=pfconfig.shards_slice(config),
         clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
     run:
         from pipeline.shards import run_shards_stage
 
-        run_shards_stage(config, params.clean, input.pairs, input.model, out("shards"), log=log[0], threads=threads)
+        run_shards_stage(params.settings, params.clean, input.pairs, input.model, output.manifest, log=log[0],
+                         threads=threads)  # fmt: skip
 
 ALL_TARGETS.append(out("shards", "manifest.json"))

@@ -17,10 +17,13 @@ rule vocab:
     log:
         out("logs", "vocab.log"),
     threads: config["vocab"]["num_threads"]
+    params:
+        settings=pfconfig.vocab_slice(config),
+        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
     run:
         from pipeline import vocab
 
-        vocab.run_vocab_stage(config, dict(zip(LANGUAGES, input.clean)), input.mixture, out("vocab"), log=log[0])
+        vocab.run_vocab_stage(params.settings, params.clean, input.mixture, vocab.VocabOutputs.of(output), log=log[0])
 
 
 ALL_TARGETS.extend(
