@@ -32,13 +32,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.embed import encode, sentence_vectors
-from model.eval_common import MODELS, Models, load_models, no_data, pyplot, save_figure, set_threads, write_result
+from model.eval_common import (
+    MODELS,
+    EvalError,
+    Models,
+    load_models,
+    no_data,
+    pyplot,
+    save_figure,
+    set_threads,
+    write_result,
+)
 from model.geometry import bootstrap_mean_ci
 from model.xlm import XLM
 from pipeline.logs import stage_logging
 from pipeline.schemas import PAD
 
-log = logging.getLogger("pipeline.eval.classify")
+LOG = logging.getLogger(__name__)
 SOURCE = "libreoffice_help"
 PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # L2 strengths tried for the probe, chosen on pivot valid
 
@@ -79,7 +89,7 @@ def block_key(row_id: str, lang: str) -> str:
     """The language-free block id: ``libreoffice_help/de/text/.../page.html/par_id1`` -> ``text/.../par_id1``."""
     prefix = f"{SOURCE}/{lang}/"
     if not row_id.startswith(prefix):
-        raise ValueError(f"row_id {row_id!r} does not start with {prefix!r}: cannot align it across languages")
+        raise EvalError(f"row_id {row_id!r} does not start with {prefix!r}: cannot align it across languages")
     return row_id[len(prefix) :]
 
 
@@ -278,7 +288,7 @@ def evaluate(models: Models, blocks: Mapping[str, pl.DataFrame], pivot: str, cfg
         "n_train": len(y_train), "n_valid": len(y_valid), "n_test": len(y_test),
         "n_test_pages": len(set(test.pages)), "aligned_languages": sorted(evaluated),
     })  # fmt: skip
-    log.info("classify: %d train, %d valid pivot blocks; %d test blocks aligned across %s; labels %s",
+    LOG.info("classify: %d train, %d valid pivot blocks; %d test blocks aligned across %s; labels %s",
              len(y_train), len(y_valid), len(y_test), ", ".join(sorted(evaluated)), names)  # fmt: skip
     if not len(y_train) or not len(y_valid) or not len(y_test):
         reason = f"too few blocks: {len(y_train)} train, {len(y_valid)} valid, {len(y_test)} aligned test"
@@ -299,7 +309,7 @@ def evaluate(models: Models, blocks: Mapping[str, pl.DataFrame], pivot: str, cfg
                                        (_features(model, seq_valid, pivot_id), y_valid), feats, len(names))  # fmt: skip
         correct[f"probe_{name}"] = {lang: p == y_test for lang, p in predictions.items()}
         result["models"][name] = {"finetune": selection, "probe": probe_fit}
-        log.info("classify: %s fine-tuned (epoch %d, valid %.3f), probe valid %.3f", name,
+        LOG.info("classify: %s fine-tuned (epoch %d, valid %.3f), probe valid %.3f", name,
                  selection["selected_epoch"], selection["valid_accuracy"], probe_fit["valid_accuracy"])  # fmt: skip
     majority_rate = float(np.mean(y_test == majority))
     for lang in languages:
@@ -387,5 +397,5 @@ def run_classify(model_pt: str, spm_model: str, clean: Mapping[str, str], pivot:
                            "spm_sha256": models.meta["spm_sha256"]}  # fmt: skip
         write_result(out_json, result)
         plot(result, out_png)
-        log.info("classify: wrote %s", out_json)
+        LOG.info("classify: wrote %s", out_json)
         return result

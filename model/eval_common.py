@@ -20,9 +20,14 @@ import torch
 from model.checkpoint import check_vocabulary, load_model
 from model.xlm import XLM
 from pipeline.arrow_io import atomic_path, write_json
+from pipeline.errors import PolyforgeError
 
 NO_DATA = "no data"
 MODELS = ("ours", "twin")  # column order of every table: the trained model, then its random twin
+
+
+class EvalError(PolyforgeError, ValueError):
+    """Evaluation input that cannot be used (a model and vocabulary that do not match, ...); names the files."""
 
 
 @dataclass
@@ -56,13 +61,16 @@ def random_twin(model: XLM, seed: int) -> XLM:
 def load_models(model_pt: str | os.PathLike[str], spm_model: str | os.PathLike[str], seed: int) -> Models:
     """The model at ``model_pt``, checked against the vocabulary ``spm_model`` the data was encoded with.
 
-    A mismatch raises ValueError naming both sha256 hashes (model.checkpoint.check_vocabulary).
+    A mismatch raises EvalError naming both sha256 hashes (model.checkpoint.check_vocabulary).
     """
     model, meta = load_model(model_pt)
-    data = check_vocabulary(meta, spm_model)
+    try:
+        data = check_vocabulary(meta, spm_model)
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
     sp = spm.SentencePieceProcessor(model_proto=data)
     if sp.get_piece_size() != model.cfg.vocab_size:
-        raise ValueError(f"{spm_model} has {sp.get_piece_size()} pieces, the model {model.cfg.vocab_size} token ids")
+        raise EvalError(f"{spm_model} has {sp.get_piece_size()} pieces, the model {model.cfg.vocab_size} token ids")
     return Models(model, random_twin(model, seed), meta, sp)
 
 

@@ -50,7 +50,7 @@ from pipeline.langs import is_unspaced
 from pipeline.logs import stage_logging
 from pipeline.schemas import EOS, PAD
 
-log = logging.getLogger("pipeline.eval.lexicon")
+LOG = logging.getLogger(__name__)
 KINDS = ("input_embedding", "contextual")
 SPACE = "\u2581"  # SentencePiece's word-start mark
 
@@ -274,11 +274,11 @@ def evaluate(models: Models, dictionaries: Mapping[str, pl.DataFrame], clean: Ma
         for name, model in models.items():
             vectors[(name, "input_embedding", lang)] = input_vectors(model, words[lang])
             vectors[(name, "contextual", lang)] = contextual_vectors(model, words[lang], models.lang_id(lang), layer)
-        log.info("lexicon: %s: %d words from %d sentences", lang, len(words[lang].words), len(words[lang].sentences))
+        LOG.info("lexicon: %s: %d words from %d sentences", lang, len(words[lang].words), len(words[lang].sentences))
     for lang in targets:
         pairs = dictionaries.get(lang) if lang in words else None
         result["languages"][lang] = evaluate_language(models, lang, pivot, pairs, words, vectors, cfg, seed)
-        log.info("lexicon: %s: %s", lang, {k: v for k, v in result["languages"][lang].items() if k not in KINDS})
+        LOG.info("lexicon: %s: %s", lang, {k: v for k, v in result["languages"][lang].items() if k not in KINDS})
     return result
 
 
@@ -334,5 +334,5 @@ def run_lexicon(model_pt: str, spm_model: str, freedict_dir: str, clean: Mapping
                            "spm_sha256": models.meta["spm_sha256"]}  # fmt: skip
         write_result(out_json, result)
         plot(result, out_png)
-        log.info("lexicon: wrote %s", out_json)
+        LOG.info("lexicon: wrote %s", out_json)
         return result

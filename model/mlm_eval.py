@@ -30,14 +30,24 @@ import pyarrow.ipc as ipc
 import torch
 import torch.nn.functional as F
 
-from model.eval_common import MODELS, Models, load_models, no_data, pyplot, save_figure, set_threads, write_result
+from model.eval_common import (
+    MODELS,
+    EvalError,
+    Models,
+    load_models,
+    no_data,
+    pyplot,
+    save_figure,
+    set_threads,
+    write_result,
+)
 from model.geometry import bootstrap_mean_ci
 from model.xlm import IGNORE, XLM
 from pipeline.logs import stage_logging
 from pipeline.manifest import read_manifest
 from pipeline.schemas import EOS, MASK, PAD, SPECIAL_PIECES
 
-log = logging.getLogger("pipeline.eval.mlm")
+LOG = logging.getLogger(__name__)
 N_SPECIAL = max(SPECIAL_PIECES) + 1  # ids below this are special: never targets
 
 
@@ -76,7 +86,7 @@ def check_shards_vocabulary(manifest_path: str | os.PathLike[str], meta: Mapping
     """The shards must be encoded with the model's vocabulary; the error names both hashes."""
     shards_sha = read_manifest(manifest_path).get("spm_model", {}).get("sha256")
     if shards_sha != meta["spm_sha256"]:
-        raise ValueError(f"{manifest_path}: shards encoded with a vocabulary of sha256 {shards_sha}, but "
+        raise EvalError(f"{manifest_path}: shards encoded with a vocabulary of sha256 {shards_sha}, but "
                          f"{meta['path']} was trained with sha256 {meta['spm_sha256']}: token ids would not match")  # fmt: skip
 
 
@@ -235,7 +245,7 @@ def evaluate(models: Models, manifest_path: str | os.PathLike[str], pivot: str, 
     for lang in models.languages:
         seqs = windows(mlm_tables.get(lang, []), max_tokens, cfg.max_sequences)
         result["mlm"][lang] = mlm_language(models, lang, seqs, cfg, seed) if seqs else no_data("no MLM test shard rows")
-        log.info("mlm: %s: %s", lang, result["mlm"][lang])
+        LOG.info("mlm: %s: %s", lang, result["mlm"][lang])
     # Every configured pair: the pivot with each other language (the shards' TLM pairs), no data when absent.
     side_cap = models.ours.cfg.max_positions  # positions restart on the target: each framed side must fit
     for lang in models.languages:
@@ -246,11 +256,11 @@ def evaluate(models: Models, manifest_path: str | os.PathLike[str], pivot: str, 
         too_long = any(max(map(len, t.column(c).to_pylist()), default=0) + 2 > side_cap
                        for t in tables for c in ("src_ids", "tgt_ids"))  # fmt: skip
         if too_long:
-            raise ValueError(f"TLM test pairs of {key} are longer than the model's {side_cap} positions per side")
+            raise EvalError(f"TLM test pairs of {key} are longer than the model's {side_cap} positions per side")
         result["tlm"][key] = (
             tlm_pair(models, (pivot, lang), tables, cfg, seed) if tables else no_data("no TLM test pairs")
         )
-        log.info("tlm: %s: %s", key, result["tlm"][key])
+        LOG.info("tlm: %s: %s", key, result["tlm"][key])
     return result
 
 
@@ -318,5 +328,5 @@ def run_mlm_eval(model_pt: str, spm_model: str, manifest: str, pivot: str, param
         result["models"] = list(MODELS)
         write_result(out_json, result)
         plot(result, out_png)
-        log.info("mlm: wrote %s", out_json)
+        LOG.info("mlm: wrote %s", out_json)
         return result
