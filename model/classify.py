@@ -286,7 +286,7 @@ def evaluate(models: Models, blocks: Mapping[str, pl.DataFrame], pivot: str, cfg
     result.update({
         "labels": names, "majority_label": names[majority], "chance": 1.0 / len(names),
         "n_train": len(y_train), "n_valid": len(y_valid), "n_test": len(y_test),
-        "n_test_pages": len(set(test.pages)), "aligned_languages": sorted(evaluated),
+        "n_test_pages": len(set(test.pages)), "aligned_languages": sorted(evaluated), "test_blocks": test.keys,
     })  # fmt: skip
     LOG.info("classify: %d train, %d valid pivot blocks; %d test blocks aligned across %s; labels %s",
              len(y_train), len(y_valid), len(y_test), ", ".join(sorted(evaluated)), names)  # fmt: skip
@@ -385,10 +385,10 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
 
 
 def run_classify(model_pt: str, spm_model: str, clean: Mapping[str, str], pivot: str, params: Mapping[str, Any],
-                 seed: int, out_json: str, out_png: str, log_path: str | None = None,
+                 seed: int, out_json: str, out_png: str, log: str | None = None,
                  threads: int | None = None) -> dict[str, Any]:  # fmt: skip
     """The ``classify`` rule: eval/{run}/classify.json and classify.png."""
-    with stage_logging(log_path):
+    with stage_logging(log):
         set_threads(threads)
         cfg = ClassifyConfig.from_params(params)
         models = load_models(model_pt, spm_model, seed)

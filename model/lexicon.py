@@ -236,7 +236,7 @@ def evaluate_language(models: Models, lang: str, pivot: str, pairs: pl.DataFrame
     row: dict[str, Any] = {"status": "ok", **counts,
                            "chance": float(np.mean([len(g) for g in split.test_gold])) / len(words[lang].words),
                            "seed_examples": _examples(split.seed_pairs, words[pivot], words[lang]),
-                           "test_examples": [words[pivot].words[q] for q in split.test_queries[:10]]}  # fmt: skip
+                           "words": {"seed": sorted(split.seed_groups), "test": sorted(split.test_groups)}}  # fmt: skip
     for kind in KINDS:
         row[kind] = {name: induce(vectors[(name, kind, pivot)], vectors[(name, kind, lang)], split, cfg, seed)
                      for name in MODELS}  # fmt: skip
@@ -247,16 +247,16 @@ def _examples(pairs: Sequence[tuple[int, int]], source: Words, target: Words, n:
     return [f"{source.words[s]} -> {target.words[t]}" for s, t in pairs[:n]]
 
 
-def read_dictionaries(
-    freedict_dir: str | os.PathLike[str], pivot: str, languages: Sequence[str]
-) -> dict[str, pl.DataFrame]:
+def read_dictionaries(freedict_dirs: Sequence[str | os.PathLike[str]], pivot: str,
+                      languages: Sequence[str]) -> dict[str, pl.DataFrame]:  # fmt: skip
+    """``{pivot}-{lang}.arrow`` of every FreeDict source (extracted/{source}/), concatenated per language."""
     out = {}
     for lang in languages:
-        path = Path(freedict_dir) / f"{pivot}-{lang}.arrow"
-        if path.is_file():
-            frame = pl.read_ipc(path, columns=["group", "src_text", "tgt_text"])
-            if frame.height:
-                out[lang] = frame
+        paths = [Path(d) / f"{pivot}-{lang}.arrow" for d in freedict_dirs]
+        frames = [pl.read_ipc(p, columns=["group", "src_text", "tgt_text"]) for p in paths if p.is_file()]
+        frame = pl.concat(frames).unique(maintain_order=True) if frames else None
+        if frame is not None and frame.height:
+            out[lang] = frame
     return out
 
 
@@ -278,7 +278,7 @@ def evaluate(models: Models, dictionaries: Mapping[str, pl.DataFrame], clean: Ma
     for lang in targets:
         pairs = dictionaries.get(lang) if lang in words else None
         result["languages"][lang] = evaluate_language(models, lang, pivot, pairs, words, vectors, cfg, seed)
-        LOG.info("lexicon: %s: %s", lang, {k: v for k, v in result["languages"][lang].items() if k not in KINDS})
+        LOG.info("lexicon: %s: %s", lang, {k: v for k, v in result["languages"][lang].items() if k not in (*KINDS, "words")})
     return result
 
 
@@ -320,15 +320,15 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     save_figure(fig, path)
 
 
-def run_lexicon(model_pt: str, spm_model: str, freedict_dir: str, clean: Mapping[str, str], pivot: str,
-                params: Mapping[str, Any], seed: int, out_json: str, out_png: str, log_path: str | None = None,
+def run_lexicon(model_pt: str, spm_model: str, freedict_dirs: Sequence[str], clean: Mapping[str, str], pivot: str,
+                params: Mapping[str, Any], seed: int, out_json: str, out_png: str, log: str | None = None,
                 threads: int | None = None) -> dict[str, Any]:  # fmt: skip
     """The ``lexicon`` rule: eval/{run}/lexicon.json and lexicon.png."""
-    with stage_logging(log_path):
+    with stage_logging(log):
         set_threads(threads)
         cfg = LexiconConfig.from_params(params)
         models = load_models(model_pt, spm_model, seed)
-        dictionaries = read_dictionaries(freedict_dir, pivot, models.languages)
+        dictionaries = read_dictionaries(freedict_dirs, pivot, models.languages)
         result = evaluate(models, dictionaries, clean, pivot, cfg, seed)
         result["model"] = {"path": Path(model_pt).name, "step": models.meta["step"],
                            "spm_sha256": models.meta["spm_sha256"]}  # fmt: skip

@@ -316,9 +316,9 @@ def _plot_tlm(ax: Any, result: Mapping[str, Any]) -> None:
 
 
 def run_mlm_eval(model_pt: str, spm_model: str, manifest: str, pivot: str, params: Mapping[str, Any], seed: int,
-                 out_json: str, out_png: str, log_path: str | None = None, threads: int | None = None) -> dict:  # fmt: skip
+                 out_json: str, out_png: str, log: str | None = None, threads: int | None = None) -> dict:  # fmt: skip
     """The ``eval_mlm`` rule: eval/{run}/mlm.json and mlm.png."""
-    with stage_logging(log_path):
+    with stage_logging(log):
         set_threads(threads)
         cfg = MLMEvalConfig.from_params(params)
         models = load_models(model_pt, spm_model, seed)
