@@ -260,3 +260,15 @@ def test_missing_dictionary_and_missing_help_blocks_are_marked_no_data(eval_run:
     assert result["languages"]["hi"]["status"] == NO_DATA
     assert result["languages"]["de"]["status"] == "ok"
     assert json.loads((tmp_path / "c.json").read_text())["languages"]["hi"]["status"] == NO_DATA
+
+
+def test_config_defaults_of_the_schema_are_the_modules_defaults():
+    from dataclasses import asdict
+
+    from pipeline.config import load_schema
+
+    schema = load_schema()["properties"]["eval"]["properties"]
+    for family, cls in (("mlm", mlm_eval.MLMEvalConfig), ("classify", classify.ClassifyConfig),
+                        ("lexicon", lexicon.LexiconConfig)):  # fmt: skip
+        declared = {key: spec["default"] for key, spec in schema[family]["properties"].items()}
+        assert declared == asdict(cls()), family
