@@ -134,7 +134,12 @@ def find_words(sp: spm.SentencePieceProcessor, texts: Sequence[str], lang: str, 
         for t in range(1, len(seq) - 1):
             if seq[t] in candidates and (unspaced or not _continues_word(sp, seq[t + 1])):
                 found.setdefault(seq[t], []).append((s, t))
-    ranked = sorted(found, key=lambda i: (-len(found[i]), i))[: cfg.max_vocab]
+    ranked, seen = [], set()
+    for i in sorted(found, key=lambda i: (-len(found[i]), i)):
+        # Unspaced scripts: ``▁水`` and ``水`` spell one word; keep its more frequent piece only.
+        if candidates[i] not in seen and len(ranked) < cfg.max_vocab:
+            ranked.append(i)
+            seen.add(candidates[i])
     return Words(ranked, [candidates[i] for i in ranked], [found[i][: cfg.max_occurrences] for i in ranked], sentences)
 
 
