@@ -376,6 +376,7 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
         if result["languages"][lang].get("status") != "ok":
             ax.text(i, 0.02, "no data", ha="center", va="bottom", rotation=90, color="grey")
     ax.set_xticks(x, [f"{lang} (pivot)" if lang == result["pivot"] else lang for lang in langs])
+    ax.set_xlim(-0.6, len(langs) - 0.4)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy (95% CI over help pages)")
     n = result.get("n_test", 0)

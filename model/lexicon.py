@@ -313,6 +313,7 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
             else:
                 ax.plot([i - 0.4, i + 0.4], [row["chance"]] * 2, color="black", linestyle=":", linewidth=1)
         ax.set_xticks(x, [f"{result['pivot']}→{lang}" for lang in langs])
+        ax.set_xlim(-0.6, len(langs) - 0.4)
         ax.set_title(
             {"input_embedding": "input embeddings", "contextual": f"contextual, layer {result['config']['layer']}"}[
                 kind

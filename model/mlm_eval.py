@@ -268,31 +268,41 @@ def evaluate(models: Models, manifest_path: str | os.PathLike[str], pivot: str, 
 
 
 def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Three panels: MLM accuracy and perplexity per language (ours vs twin), TLM visible vs <mask>."""
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (acc_ax, ppl_ax, tlm_ax) = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained",
+                                               gridspec_kw={"width_ratios": [1, 1, 1.4]})  # fmt: skip
     langs = list(result["mlm"])
+    rows = [result["mlm"][lang] for lang in langs]
+    ok = [r.get("status") == "ok" for r in rows]
     x = np.arange(len(langs))
+    tops = [0.0]
     for j, (name, label, color) in enumerate([("ours", "ours", "#1f77b4"), ("twin", "random twin", "#ff7f0e")]):
-        rows = [result["mlm"][lang] for lang in langs]
-        acc = np.array([r[name]["accuracy"] if r.get("status") == "ok" else np.nan for r in rows])
-        low = np.array([r[name]["ci_low"] if r.get("status") == "ok" else np.nan for r in rows])
-        high = np.array([r[name]["ci_high"] if r.get("status") == "ok" else np.nan for r in rows])
-        bars = left.bar(x + (j - 0.5) * 0.4, acc, 0.4, label=label, color=color, yerr=[acc - low, high - acc],
-                        capsize=2, error_kw={"linewidth": 0.8, "ecolor": "#555555"})  # fmt: skip
-        for bar, r in zip(bars, rows, strict=True):
-            if r.get("status") == "ok":
-                left.annotate(f"ppl {r[name]['perplexity']:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                              xytext=(0, 8), textcoords="offset points", ha="center", fontsize=7, rotation=90)  # fmt: skip
-    for i, lang in enumerate(langs):
-        if result["mlm"][lang].get("status") != "ok":
-            left.text(i, 0.01, "no data", ha="center", va="bottom", rotation=90, color="grey")
-    left.set_xticks(x, langs)
-    left.set_ylim(0, 1)
-    left.set_ylabel("masked-token accuracy (test)")
-    left.set_title("MLM per language (all targets <mask>)")
-    left.legend(fontsize=8, loc="upper right")
-    _plot_tlm(right, result)
+        acc, low, high, ppl = (_column(rows, ok, name, key) for key in ("accuracy", "ci_low", "ci_high", "perplexity"))
+        acc_ax.bar(x + (j - 0.5) * 0.4, acc, 0.4, label=label, color=color, yerr=[acc - low, high - acc], capsize=2,
+                   error_kw={"linewidth": 0.8, "ecolor": "#555555"})  # fmt: skip
+        ppl_ax.bar(x + (j - 0.5) * 0.4, ppl, 0.4, label=label, color=color)
+        tops += list(high[np.isfinite(high)])
+    for ax in (acc_ax, ppl_ax):
+        for i, o in enumerate(ok):
+            if not o:
+                ax.text(i, 0.05, "no data", ha="center", va="bottom", rotation=90, color="grey",
+                        transform=ax.get_xaxis_transform())  # fmt: skip
+        ax.set_xticks(x, langs)
+        ax.set_xlim(-0.6, len(langs) - 0.4)
+    acc_ax.set_ylim(0, min(1.0, max(0.1, 1.2 * max(tops))))  # small accuracies stay visible
+    acc_ax.set_ylabel("masked-token accuracy (95% CI over windows)")
+    acc_ax.set_title("MLM accuracy per language (targets <mask>)")
+    acc_ax.legend(fontsize=8, loc="upper left")
+    ppl_ax.set_yscale("log")
+    ppl_ax.set_ylabel("perplexity (log scale)")
+    ppl_ax.set_title("MLM perplexity per language")
+    _plot_tlm(tlm_ax, result)
     save_figure(fig, path)
+
+
+def _column(rows: Sequence[Mapping[str, Any]], ok: Sequence[bool], name: str, key: str) -> np.ndarray:
+    return np.array([r[name][key] if o else np.nan for r, o in zip(rows, ok, strict=True)])
 
 
 def _plot_tlm(ax: Any, result: Mapping[str, Any]) -> None:
@@ -308,9 +318,14 @@ def _plot_tlm(ax: Any, result: Mapping[str, Any]) -> None:
         ax.bar(x + (j - 1.5) * 0.2, vals, 0.2, label=label, color=color)
     for i, (_pair, key) in enumerate(groups):
         if key is None:
-            ax.text(i, 0.01, "no data", ha="center", va="bottom", rotation=90, color="grey")
+            ax.text(i, 0.05, "no data", ha="center", va="bottom", rotation=90, color="grey",
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+    ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xticks(x, [f"{pair}\npredict {key.removeprefix('predict_')}" if key else pair for pair, key in groups])
-    ax.set_ylim(0, 1)
+    finite = [v for pair, key in groups if key for name, field, _, _ in bars
+              for v in [result["tlm"][pair][key][name][field]] if v is not None]  # fmt: skip
+    ax.set_ylim(0, min(1.0, max(0.1, 1.2 * max(finite, default=0.0))))
+    ax.set_ylabel("accuracy on one side's masked tokens")
     ax.set_title("TLM on test pairs: does the other language help?")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
