@@ -91,6 +91,25 @@ def test_lexicon_seed_and_test_headwords_are_disjoint_and_cover_the_usable_pairs
         assert split.test_gold[split.test_queries.index(1)] == {1, 2}
 
 
+def test_a_whole_word_piece_counts_only_where_it_is_the_whole_word():
+    import io
+
+    import sentencepiece as spm
+
+    lines = ["Die Datei ist offen", "Dateien sind offen", "Klicken Sie auf die Datei.", "Sie sind hier"]
+    writer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines * 5), model_writer=writer, vocab_size=40,
+                                   user_defined_symbols=["\u2581Datei", "\u2581offen"], pad_id=0, bos_id=1, eos_id=2,
+                                   unk_id=3, control_symbols=["<mask>"], hard_vocab_limit=False, minloglevel=2)  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_proto=writer.getvalue())
+    words = lexicon.find_words(sp, lines, "de", lexicon.LexiconConfig(), max_positions=64)
+    datei = words.occurrences[words.words.index("Datei")]
+    # "Datei" in lines 0 and 2 ("Datei." ends at punctuation); "Dateien" in line 1 is another word.
+    assert sorted({s for s, _ in datei}) == [0, 2]
+    for s, t in datei:
+        assert sp.id_to_piece(words.sentences[s][t]) == "\u2581Datei"
+
+
 def test_lexicon_language_without_dictionary_or_enough_seed_pairs_is_no_data():
     models = _random_models()
     words = {"en": _words(["a", "b"]), "de": _words(["x", "y"])}
