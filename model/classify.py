@@ -57,10 +57,10 @@ PROBE_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # L2 strengths tried for the probe, ch
 class ClassifyConfig:
     """eval.classify in config (workflow/schemas/config.schema.yaml describes each key)."""
 
-    max_train: int = 2000
+    max_train: int = 1000
     max_valid: int = 300
     max_test: int = 300
-    epochs: int = 3
+    epochs: int = 2
     lr: float = 3e-4
     batch_size: int = 16
     max_tokens: int = 128

@@ -32,8 +32,7 @@ rule eval_mlm:
     run:
         from model.mlm_eval import run_mlm_eval
 
-        run_mlm_eval(input.model, input.spm, input.manifest, params.pivot, params.mlm, params.seed,
-                     output.json, output.png, log=log[0], threads=threads)
+        run_mlm_eval(input.model, input.spm, input.manifest, params.pivot, params.mlm, params.seed, *output, log[0], threads)
 
 
 rule classify:
@@ -50,14 +49,14 @@ rule classify:
         out("benchmarks", "eval", "{run}", "classify.tsv")
     params:
         classify=config["eval"]["classify"],
+        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
         pivot=config["pivot"],
         seed=config["seed"],
     threads: 1
     run:
         from model.classify import run_classify
 
-        run_classify(input.model, input.spm, dict(zip(LANGUAGES, input.clean)), params.pivot, params.classify,
-                     params.seed, output.json, output.png, log=log[0], threads=threads)
+        run_classify(input.model, input.spm, params.clean, params.pivot, params.classify, params.seed, *output, log[0], threads)
 
 
 rule lexicon:
@@ -75,14 +74,14 @@ rule lexicon:
         out("benchmarks", "eval", "{run}", "lexicon.tsv")
     params:
         lexicon=config["eval"]["lexicon"],
+        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
         pivot=config["pivot"],
         seed=config["seed"],
     threads: 1
     run:
         from model.lexicon import run_lexicon
 
-        run_lexicon(input.model, input.spm, input.freedict, dict(zip(LANGUAGES, input.clean)), params.pivot,
-                    params.lexicon, params.seed, output.json, output.png, log=log[0], threads=threads)
+        run_lexicon(input.model, input.spm, input.freedict, params.clean, params.pivot, params.lexicon, params.seed, *output, log[0], threads)
 
 
 EVAL_TRANSFER_TARGETS = [out("eval", EVAL_RUN, f"{family}.{ext}")
