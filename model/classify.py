@@ -171,6 +171,20 @@ def predict(clf: Classifier, sequences: Sequence[Sequence[int]], lang: int, batc
     return out
 
 
+def length_batches(sequences: Sequence[Sequence[int]], batch_size: int, rng: np.random.Generator,
+                   pool: int = 50) -> list[np.ndarray]:  # fmt: skip
+    """Shuffled batches of similar lengths: sort within random pools of ``pool`` batches, shuffle the batches.
+
+    Help blocks run from a few ids to a hundred; random batches would be mostly padding.
+    """
+    order = rng.permutation(len(sequences))
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[start : start + batch_size * pool], key=lambda i: len(sequences[i]))
+        batches += [np.array(chunk[b : b + batch_size]) for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def fine_tune(encoder: XLM, train: tuple[list[list[int]], np.ndarray], valid: tuple[list[list[int]], np.ndarray],
               lang: int, n_classes: int, cfg: ClassifyConfig, seed: int) -> tuple[Classifier, dict[str, Any]]:  # fmt: skip
     """Fine-tune encoder + head on ``train``; return the epoch with the best valid accuracy (first on ties)."""
@@ -183,9 +197,7 @@ def fine_tune(encoder: XLM, train: tuple[list[list[int]], np.ndarray], valid: tu
     best = -1.0
     for epoch in range(1, cfg.epochs + 1):
         clf.train()
-        order = rng.permutation(len(sequences))
-        for start in range(0, len(order), cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
+        for rows in length_batches(sequences, cfg.batch_size, rng):
             tokens = pad([sequences[i] for i in rows])
             loss = F.cross_entropy(clf(tokens, torch.full_like(tokens, lang)), torch.from_numpy(labels[rows]))
             optimizer.zero_grad(set_to_none=True)

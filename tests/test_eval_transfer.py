@@ -63,6 +63,16 @@ def test_probe_learns_a_linearly_separable_label_and_transfers_to_a_shifted_copy
     assert np.mean(predictions["same"] == y[250:]) > 0.9
 
 
+def test_length_batches_cover_every_block_once_in_batches_of_similar_length():
+    lengths = np.random.default_rng(1).integers(3, 120, size=1000)
+    sequences = [[5] * n for n in lengths]
+    batches = classify.length_batches(sequences, 16, np.random.default_rng(2), pool=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert max(len(b) for b in batches) == 16
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 20  # random batches of 16 from 3..120 spread about 100
+
+
 # ------------------------------------------------------------------------------------ lexicon
 
 
