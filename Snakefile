@@ -32,6 +32,7 @@ include: "workflow/rules/clean.smk"
 include: "workflow/rules/mixture.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/eval_retrieval.smk"
 include: "workflow/rules/eval_transfer.smk"
 
 

@@ -334,10 +334,14 @@ def lid_model_slice(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def extract_slice(config: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """What extracting ``source`` reads: its entry, the language codes, the pivot and the splits."""
+    """What extracting ``source`` reads: its entry, the language codes, the pivot and the splits (and, for a UDHR
+    eval source, ``eval.udhr.extra_languages``)."""
     entry = _without(config["sources"][source], ("licence", "attribution"))
-    return _sorted({"sources": {source: entry}, "languages": list(config["languages"]), "pivot": config["pivot"],
-                    "splits": config["splits"]})  # fmt: skip
+    extract = {"sources": {source: entry}, "languages": list(config["languages"]), "pivot": config["pivot"],
+               "splits": config["splits"]}  # fmt: skip
+    if entry["role"] == "eval" and entry["format"] == "udhr":  # UDHR also gives the languages no model sees
+        extract["eval"] = {"udhr": {"extra_languages": config["eval"]["udhr"]["extra_languages"]}}
+    return _sorted(extract)
 
 
 def clean_slice(config: Mapping[str, Any], sources: Iterable[str]) -> dict[str, Any]:

