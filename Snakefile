@@ -1,4 +1,4 @@
-# Polyforge: raw sources -> extracted -> clean -> stats -> mixture -> vocab -> shards -> ...
+# Polyforge: raw sources -> extracted -> clean -> stats -> mixture -> vocab -> shards -> train -> ...
 # Every rule is thin: it calls pipeline/ (or model/). See README.md and ../shared/design.md.
 
 from pathlib import Path
@@ -32,6 +32,7 @@ include: "workflow/rules/clean.smk"
 include: "workflow/rules/mixture.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/eval_retrieval.smk"
 include: "workflow/rules/eval_transfer.smk"
 

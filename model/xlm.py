@@ -10,6 +10,7 @@ Shapes: B batch, T sequence length, C model dim, H heads, V vocabulary, N predic
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -102,13 +103,15 @@ class XLM(nn.Module):
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        # XLM's init: N(0, dim^-0.5) embeddings, N(0, 0.02) linears (HF XLM uses the same scales).
+        # XLM's init (its code): N(0, dim^-0.5) embeddings; linears keep PyTorch's default U(±fan_in^-0.5)
+        # weights, which scale with the width. HF's fixed N(0, 0.02) is tuned for dim ~768: at dim 64-128 it
+        # starts attention so flat that MLM sits on the unigram plateau for thousands of steps.
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
             if module.padding_idx is not None:
                 nn.init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))  # nn.Linear's own default
             nn.init.zeros_(module.bias)
 
     def num_parameters(self) -> int:

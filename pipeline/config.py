@@ -301,7 +301,7 @@ LOCAL_KEYS = ("cache_dir", "lock_file", "update_lock")
 # Sections read only after the shards (training, evaluation, experiments): editing them must not rebuild data.
 DOWNSTREAM_KEYS = ("train", "eval", "experiments")
 # Settings of how a stage runs, not of what it writes (the clean stage's output does not depend on them).
-EXECUTION_KEYS = {"clean": ("scheduler", "workers")}
+EXECUTION_KEYS = {"clean": ("scheduler", "workers", "threads"), "shards": ("threads",)}
 # Source keys that only describe a source (copied into the manifest) or say which path it takes.
 SOURCE_METADATA_KEYS = ("role", "licence", "attribution")
 # Source keys that shape extraction only: editing them re-extracts but does not download again.

@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arrow_io import sha256_file, write_json
-from pipeline.config import DOWNSTREAM_KEYS
+from pipeline.config import DOWNSTREAM_KEYS, EXECUTION_KEYS
 from pipeline.errors import PolyforgeError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 LOCAL_PATH_KEYS = ("output_dir", "cache_dir", "lock_file", "update_lock")
-# How the clean stage was run (which Dask scheduler, how many workers) does not change its output.
-EXECUTION_KEYS = {"clean": ("scheduler", "workers")}
 LIBRARIES = ("datasets", "fasttext-numpy2-wheel", "numpy", "polars", "pyarrow", "sentencepiece", "snakemake")
 SHARD_KINDS = ("mlm", "tlm")
 

@@ -234,6 +234,7 @@ def _changed_slices(tiny: dict, edit) -> set[str]:
     (lambda c: c["sources"]["gettext"].update(licence="GPL-2.0"), {"shards"}),  # the manifest records it
     (lambda c: c.update(output_dir="/elsewhere", cache_dir="/c", lock_file="x.lock", update_lock=True), set()),
     (lambda c: c["clean"].update(workers=7, scheduler="tcp://127.0.0.1:8786"), set()),
+    (lambda c: (c["clean"].update(threads=16), c["shards"].update(threads=16)), set()),  # Slurm cores: how, not what
 ])  # fmt: skip
 def test_an_edit_changes_the_params_of_the_rules_that_read_it(tiny: dict, edit, expected: set[str]) -> None:
     assert _changed_slices(tiny, edit) == expected

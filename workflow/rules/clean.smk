@@ -24,7 +24,8 @@ rule clean:
         lid_udhr=out("stats", "lid_udhr.json"),
     log:
         out("logs", "clean.log"),
-    threads: workflow.cores
+    # From config, never workflow.cores: under the Slurm executor that is 1 inside the job.
+    threads: config["clean"]["threads"]
     params:
         settings=pfconfig.clean_slice(config, TRAIN_SOURCES + UDHR_SOURCES),
     run:

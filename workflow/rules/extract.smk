@@ -14,7 +14,8 @@ rule extract:
         out("logs", "extract", "{source}.log"),
     wildcard_constraints:
         source="|".join(re.escape(s) for s in ALL_SOURCES),
-    threads: 4
+    # Only man pages use threads (groff in parallel): other sources ask the scheduler (and Slurm) for one core.
+    threads: lambda wildcards: 4 if config["sources"][wildcards.source]["format"] == "man" else 1
     params:
         settings=lambda wildcards: pfconfig.extract_slice(config, wildcards.source),
     run:

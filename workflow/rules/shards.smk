@@ -13,7 +13,8 @@ rule shards:
         manifest=out("shards", "manifest.json"),
     log:
         out("logs", "shards.log"),
-    threads: workflow.cores  # encoding threads; ids do not depend on the thread count
+    # Encoding threads, from config (never workflow.cores, which is 1 inside a Slurm job); ids do not depend on them.
+    threads: config["shards"]["threads"]
     params:
         settings=pfconfig.shards_slice(config),
         clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
