@@ -6,6 +6,8 @@ random or kept targets at evaluation: the score is then a plain function of the 
 language: perplexity exp(mean cross-entropy over targets) and top-1 accuracy, with a bootstrap interval
 over windows, for our model and its random twin on exactly the same masked inputs.
 
+Masking and framing are training's own (model/batches.py: ``mask_tokens`` with mask_ratio 1.0, ``frame_pair``).
+
 TLM: test pairs (shards/tlm/test), framed as in training (``</s> src </s></s> tgt </s>``, positions
 restarting at 0 on the target, one language id per side). Targets are masked on one side; the other side
 is either visible or replaced token for token by ``<mask>`` (same length and positions, so only its content
@@ -30,6 +32,7 @@ import pyarrow.ipc as ipc
 import torch
 import torch.nn.functional as F
 
+from model.batches import N_SPECIAL, DataConfig, frame_pair, mask_tokens
 from model.eval_common import (
     MODELS,
     EvalError,
@@ -45,10 +48,9 @@ from model.geometry import bootstrap_mean_ci
 from model.xlm import IGNORE, XLM
 from pipeline.logs import stage_logging
 from pipeline.manifest import read_manifest
-from pipeline.schemas import EOS, MASK, PAD, SPECIAL_PIECES
+from pipeline.schemas import EOS, MASK, PAD
 
 LOG = logging.getLogger(__name__)
-N_SPECIAL = max(SPECIAL_PIECES) + 1  # ids below this are special: never targets
 
 
 @dataclass
@@ -104,19 +106,6 @@ def windows(tables: Sequence[pa.Table], max_tokens: int, cap: int) -> list[np.nd
 # ---------------------------------------------------------------------------- masking, framing
 
 
-def choose_targets(ids: np.ndarray, rng: np.random.Generator, probability: float) -> np.ndarray:
-    """Boolean mask of the ids to predict: a ``probability`` share of the non-special ids."""
-    return (ids >= N_SPECIAL) & (rng.random(ids.shape) < probability)
-
-
-def frame_pair(src: np.ndarray, tgt: np.ndarray, src_lang: int, tgt_lang: int) -> tuple[np.ndarray, ...]:
-    """XLM's TLM framing: ids ``</s> src </s></s> tgt </s>``, positions 0.. per side, one language id per side."""
-    ids = np.concatenate([[EOS], src, [EOS, EOS], tgt, [EOS]])
-    positions = np.concatenate([np.arange(len(src) + 2), np.arange(len(tgt) + 2)])
-    langs = np.concatenate([np.full(len(src) + 2, src_lang), np.full(len(tgt) + 2, tgt_lang)])
-    return ids, positions, langs
-
-
 # ---------------------------------------------------------------------------------- scoring
 
 
@@ -166,12 +155,11 @@ def _per_target(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.
 
 def mlm_language(models: Models, lang: str, seqs: Sequence[np.ndarray], cfg: MLMEvalConfig, seed: int) -> dict:
     rng = np.random.default_rng([seed, zlib.crc32(lang.encode())])
-    lang_id = models.lang_id(lang)
+    lang_id, masking, vocab = models.lang_id(lang), _masking(cfg), models.ours.cfg.vocab_size
     examples = []
     for ids in seqs:
-        chosen = choose_targets(ids, rng, cfg.mlm_probability)
-        examples.append(Example(np.where(chosen, MASK, ids), np.where(chosen, ids, IGNORE),
-                                np.full_like(ids, lang_id), np.arange(len(ids))))  # fmt: skip
+        inputs, targets = mask_tokens(ids, rng, vocab, masking, mask_ratio=1.0)  # every target -> <mask>
+        examples.append(Example(inputs, targets, np.full_like(ids, lang_id), np.arange(len(ids))))
     counts = np.array([(e.targets != IGNORE).sum() for e in examples], dtype=np.float64)
     row: dict[str, Any] = {"status": "ok", "n_sequences": len(examples), "n_targets": int(counts.sum())}
     if not counts.sum():
@@ -186,8 +174,13 @@ def mlm_language(models: Models, lang: str, seqs: Sequence[np.ndarray], cfg: MLM
     return row
 
 
+def _masking(cfg: MLMEvalConfig) -> DataConfig:
+    """Training's masking (model/batches.py) at the evaluation's rate; callers pass mask_ratio=1.0."""
+    return DataConfig(mlm_probability=cfg.mlm_probability)
+
+
 def tlm_examples(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ids: tuple[int, int], predict: str,
-                 hide_other: bool, cfg: MLMEvalConfig, seed: int) -> list[Example]:  # fmt: skip
+                 hide_other: bool, cfg: MLMEvalConfig, seed: int, vocab_size: int) -> list[Example]:  # fmt: skip
     """Targets on the ``predict`` side ("src" or "tgt"); the other side intact or every id -> <mask>.
 
     The target draw depends only on the seed and the pair, so both conditions mask the same tokens.
@@ -196,8 +189,7 @@ def tlm_examples(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ids: tuple[int,
     examples = []
     for src, tgt in pairs:
         side, other = (src, tgt) if predict == "src" else (tgt, src)
-        chosen = choose_targets(side, rng, cfg.mlm_probability)
-        masked_side, side_targets = np.where(chosen, MASK, side), np.where(chosen, side, IGNORE)
+        masked_side, side_targets = mask_tokens(side, rng, vocab_size, _masking(cfg), mask_ratio=1.0)
         other_in = np.where(other >= N_SPECIAL, MASK, other) if hide_other else other
         other_targets = np.full_like(other, IGNORE)
         s_in, t_in = (masked_side, other_in) if predict == "src" else (other_in, masked_side)
@@ -219,8 +211,8 @@ def tlm_pair(models: Models, pair: tuple[str, str], tables: Sequence[pa.Table], 
     ids = (models.lang_id(src_lang), models.lang_id(tgt_lang))
     row: dict[str, Any] = {"status": "ok", "n_pairs": len(pairs)}
     for predict, lang in (("tgt", tgt_lang), ("src", src_lang)):
-        visible = tlm_examples(pairs, ids, predict, False, cfg, seed)
-        hidden = tlm_examples(pairs, ids, predict, True, cfg, seed)
+        visible = tlm_examples(pairs, ids, predict, False, cfg, seed, models.ours.cfg.vocab_size)
+        hidden = tlm_examples(pairs, ids, predict, True, cfg, seed, models.ours.cfg.vocab_size)
         counts = np.array([(e.targets != IGNORE).sum() for e in visible], dtype=np.float64)
         entry: dict[str, Any] = {"n_targets": int(counts.sum())}
         for name, model in models.items():

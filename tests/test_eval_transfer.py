@@ -150,8 +150,8 @@ def test_procrustes_induction_finds_rotated_translations_and_random_vectors_do_n
 def test_tlm_hidden_condition_masks_every_id_of_the_other_side_and_keeps_the_targets():
     src, tgt = np.arange(10, 30), np.arange(100, 112)
     cfg = mlm_eval.MLMEvalConfig(mlm_probability=0.5)
-    visible = mlm_eval.tlm_examples([(src, tgt)], (1, 0), "tgt", False, cfg, seed=5)[0]
-    hidden = mlm_eval.tlm_examples([(src, tgt)], (1, 0), "tgt", True, cfg, seed=5)[0]
+    visible = mlm_eval.tlm_examples([(src, tgt)], (1, 0), "tgt", False, cfg, seed=5, vocab_size=200)[0]
+    hidden = mlm_eval.tlm_examples([(src, tgt)], (1, 0), "tgt", True, cfg, seed=5, vocab_size=200)[0]
     n_src = len(src) + 2
     np.testing.assert_array_equal(visible.targets, hidden.targets)  # same masked tokens in both conditions
     assert (visible.targets[:n_src] == IGNORE).all() and (visible.targets[n_src:] != IGNORE).any()
