@@ -312,7 +312,7 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
                 ax.text(i, 0.01, "no data", ha="center", va="bottom", rotation=90, color="grey")
             else:
                 ax.plot([i - 0.4, i + 0.4], [row["chance"]] * 2, color="black", linestyle=":", linewidth=1)
-        ax.set_xticks(x, [f"{result['pivot']}→{lang}" for lang in langs])
+        ax.set_xticks(x, [_tick(result, lang) for lang in langs], fontsize=8)
         ax.set_xlim(-0.6, len(langs) - 0.4)
         ax.set_title(
             {"input_embedding": "input embeddings", "contextual": f"contextual, layer {result['config']['layer']}"}[
@@ -324,6 +324,12 @@ def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="dotted: chance")
     fig.suptitle("Lexicon induction on FreeDict (whole-word pieces)")
     save_figure(fig, path)
+
+
+def _tick(result: Mapping[str, Any], lang: str) -> str:
+    row = result["languages"][lang]
+    counts = f"\n{row['seed_pairs']} seed pairs\n{row['test_words']} test words" if row.get("status") == "ok" else ""
+    return f"{result['pivot']}→{lang}{counts}"
 
 
 def run_lexicon(model_pt: str, spm_model: str, freedict_dirs: Sequence[str], clean: Mapping[str, str], pivot: str,
