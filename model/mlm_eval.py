@@ -57,7 +57,7 @@ LOG = logging.getLogger(__name__)
 class MLMEvalConfig:
     """eval.mlm in config (workflow/schemas/config.schema.yaml describes each key)."""
 
-    max_sequences: int = 200
+    max_sequences: int = 100
     max_pairs: int = 200
     max_tokens: int = 256
     mlm_probability: float = 0.15

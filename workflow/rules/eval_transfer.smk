@@ -6,7 +6,8 @@
 #             aligned across all of them; frozen-feature probe (model/classify.py)
 #   lexicon   FreeDict lexicon induction: Procrustes on seed words, P@1 by NN and CSLS (model/lexicon.py)
 # One rule per family, so they run in parallel and `snakemake results/eval/{run}/classify.json` builds one.
-# The model is checked against vocab/spm.model (the vocabulary the data was encoded with).
+# The model is checked against vocab/spm.model (the vocabulary the data was encoded with). One thread each:
+# on a busy 2-core machine torch with 2 threads ran a forward pass 6x slower than with 1 (measured).
 
 EVAL_RUN = config["train"]["run_name"]
 FREEDICT_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] == "freedict"]
