@@ -34,6 +34,7 @@ include: "workflow/rules/vocab.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval_retrieval.smk"
+include: "workflow/rules/eval_transfer.smk"
 
 
 rule all:

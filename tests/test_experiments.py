@@ -65,7 +65,7 @@ def test_languages_and_sources_replace_the_base() -> None:
     assert list(two["languages"]) == ["de", "en"]  # hi dropped, de-DE canonicalized
     assert two["languages"]["de"]["required"] is True and two["languages"]["en"]["required"] is False
     assert list(ex.variant_config(base, "gettext_only")["sources"]) == ["gettext"]
-    assert set(base["languages"]) == {"en", "de", "hi"} and len(base["sources"]) == 3
+    assert set(base["languages"]) == {"en", "de", "hi"} and len(base["sources"]) == 4  # + freedict (eval)
 
 
 def test_deep_merge_replaces_scalars_and_lists() -> None:

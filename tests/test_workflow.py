@@ -86,7 +86,7 @@ def test_udhr_is_extracted_but_reaches_no_clean_file_vocab_sample_or_shard(tiny_
 
 def test_sources_lock_records_every_source(tiny_run: Path) -> None:
     locked = json.loads((tiny_run / "sources.lock").read_text())["sources"]
-    assert sorted(locked) == ["gettext", "libreoffice_help", "udhr"]
+    assert sorted(locked) == ["freedict", "gettext", "libreoffice_help", "udhr"]
     for entries in locked.values():
         assert all(len(entry["sha256"]) == 64 for entry in entries)
 
