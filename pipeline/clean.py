@@ -386,8 +386,13 @@ def clean_corpus(
     out_root: str | os.PathLike[str],
     udhr_dirs: dict[str, str | os.PathLike[str]] | None = None,
     threads: int = 1,
+    eval_dirs: dict[str, str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole clean stage; return a summary (stats per group, tasks run per worker)."""
+    """Run the whole clean stage; return a summary (stats per group, tasks run per worker).
+
+    udhr_dirs score the LID model and, with every other eval-role source in eval_dirs (dictionaries), are
+    removed from train: none of their text may reach training.
+    """
     out_root = Path(out_root)
     rules = Rules.from_config(cfg)
     model = str(Path(model_path).resolve())
@@ -398,7 +403,8 @@ def clean_corpus(
     batch_size = int(cfg["lid"]["batch_size"])
     partition_rows = int(cfg["clean"]["partition_rows"])
     groups = plan_groups(cfg, {k: Path(v) for k, v in extracted_dirs.items()}, out_root, partition_rows)
-    eval_dirs = {k: Path(v) for k, v in (udhr_dirs or {}).items()}  # eval-role sources that reach this stage
+    udhr_dirs = {k: Path(v) for k, v in (udhr_dirs or {}).items()}
+    eval_dirs = {**udhr_dirs, **{k: Path(v) for k, v in (eval_dirs or {}).items()}}  # every eval-role source
     worker_tasks: collections.Counter[str] = collections.Counter()
     with dask_client(cfg, threads) as client:
         window = 2 * max(1, len(client.scheduler_info().get("workers", {}))) + 1
@@ -424,7 +430,7 @@ def clean_corpus(
     stats.plot_rejections(stats_dir / "rejections.png", lang_stats)
     write_json(
         stats_dir / "lid_udhr.json",
-        stats.evaluate_lid_udhr(cfg, eval_dirs, model, specs),
+        stats.evaluate_lid_udhr(cfg, udhr_dirs, model, specs),
     )
     LOG.info("tasks per worker: %s", dict(sorted(worker_tasks.items())))
     _check_required(cfg, lang_stats)
@@ -432,11 +438,10 @@ def clean_corpus(
 
 
 def _split_pair(name: str, specs: dict[str, LangSpec]) -> tuple[str, str]:
-    """Split "en-zh-Hans" into its two codes (codes may contain a hyphen)."""
-    for code in specs:
-        if name.startswith(code + "-") and name[len(code) + 1 :] in specs:
-            return code, name[len(code) + 1 :]
-    raise CleanError(f"pair {name!r} does not name two configured languages")
+    try:
+        return pfconfig.parse_pair(name, specs)
+    except ValueError as exc:
+        raise CleanError(f"pair {name!r} does not name two configured languages") from exc
 
 
 def _eval_partitions(eval_dirs: dict[str, Path], partition_rows: int) -> list[Partition]:
@@ -599,5 +604,6 @@ def run_clean_stage(cfg: dict[str, Any], input: Any, output: Any, log: str | Non
                              f"writes {sorted(map(str, paths))}")  # fmt: skip
     extracted = {Path(p).name: Path(p) for p in input.extracted}
     udhr = {Path(p).name: Path(p) for p in getattr(input, "udhr", [])}
+    other_eval = {Path(p).name: Path(p) for p in getattr(input, "other_eval", [])}
     with stage_logging(log):
-        return clean_corpus(cfg, extracted, input.model, root, udhr_dirs=udhr, threads=threads)
+        return clean_corpus(cfg, extracted, input.model, root, udhr_dirs=udhr, threads=threads, eval_dirs=other_eval)

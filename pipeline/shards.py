@@ -39,6 +39,7 @@ import pyarrow.ipc as ipc
 import sentencepiece as spm
 from tqdm import tqdm
 
+from pipeline import config as pfconfig
 from pipeline import manifest, schemas
 from pipeline.arrow_io import ArrowWriter, read_schema, sha256_file
 from pipeline.dedup import KeySet, as_keys
@@ -504,9 +505,10 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
 
 def configured_pair(stem: str, languages: Iterable[str]) -> tuple[str, str] | None:
     """(src, tgt) when a pair file name ``{src}-{tgt}`` names two configured languages (codes may hold '-')."""
-    codes = sorted(languages)
-    matches = [(a, b) for a in codes for b in codes if a != b and f"{a}-{b}" == stem]
-    return matches[0] if len(matches) == 1 else None
+    try:
+        return pfconfig.parse_pair(stem, languages)
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- stage

@@ -7,6 +7,7 @@ scheduler (config clean.scheduler), so the tests stay light; test_clean_dask.py 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import unicodedata
 from pathlib import Path
@@ -393,6 +394,25 @@ def test_text_of_an_eval_source_is_removed_from_train(tmp_path, lid_model_path, 
         assert [r["reason"] for r in rows_of(out / "rejected" / f"{lang}.arrow")] == ["eval-overlap"]
     assert [r["row_id"] for r in rows_of(out / "clean" / "pairs" / "en-de.arrow")] == ["a/p2"]
     assert [r["reason"] for r in rows_of(out / "rejected" / "pairs" / "en-de.arrow")] == ["eval-overlap"] * 2
+
+
+def test_words_of_a_dictionary_eval_source_are_removed_from_train_but_do_not_score_lid(
+    tmp_path, lid_model_path, scheduler
+):
+    # A gold dictionary (FreeDict, role eval) is held out like UDHR: a train row that is one of its words goes.
+    # It is not UDHR, so the LID evaluation on UDHR does not read it.
+    write_pairs(tmp_path, "freedict", "en", "de", [("Everyone has the right to life", "Jeder hat das Recht auf Leben")])
+    write_mono(tmp_path, "a", "de", [GERMAN[0], "Jeder hat das Recht auf Leben"])
+    write_mono(tmp_path, "a", "en", [ENGLISH[0], "everyone has the right to life"])
+    run(make_cfg(tmp_path), tmp_path, lid_model_path, scheduler,
+        eval_dirs={"freedict": tmp_path / "extracted" / "freedict"})  # fmt: skip
+    out = tmp_path / "out"
+    for lang in ("de", "en"):
+        assert [r["row_id"] for r in rows_of(out / "clean" / f"{lang}.arrow")] == ["a/doc0/0"]
+        assert [(r["row_id"], r["reason"]) for r in rows_of(out / "rejected" / f"{lang}.arrow")] == [
+            ("a/doc0/1", "eval-overlap")
+        ]
+    assert json.loads((out / "stats" / "lid_udhr.json").read_text())["sources"] == {}
 
 
 # --------------------------------------------------------------------------- pairs

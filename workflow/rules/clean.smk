@@ -1,17 +1,20 @@
 # clean: extracted/{source}/ of every role=train source -> clean/{lang}.arrow, rejected/{lang}.arrow (every
 # configured language, possibly empty), clean/pairs/{src}-{tgt}.arrow, rejected/pairs/{src}-{tgt}.arrow,
-# stats/languages.json, stats/sizes.png, stats/rejections.png. UDHR (eval sources of format udhr) is read
-# only to score the LID model (stats/lid_udhr.json) and to remove its text from train. Runs on Dask: a
-# LocalCluster of `threads` workers, or the scheduler at config clean.scheduler; outputs do not depend on the
-# worker count. The LID model's labels are checked against the configured languages when the rule starts.
+# stats/languages.json, stats/sizes.png, stats/rejections.png. UDHR (eval sources of format udhr) scores the
+# LID model (stats/lid_udhr.json); it and every other eval source (dictionaries) are removed from train. Runs on
+# Dask: a LocalCluster of `threads` workers, or the scheduler at config clean.scheduler; outputs do not depend
+# on the worker count. The LID model's labels are checked against the configured languages when the rule starts.
 
 UDHR_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] == "udhr"]
+# Other eval-role sources (FreeDict dictionaries): read only to remove their text from train.
+OTHER_EVAL_SOURCES = [s for s in EVAL_SOURCES if s not in UDHR_SOURCES]
 
 
 rule clean:
     input:
         extracted=expand(out("extracted", "{source}"), source=TRAIN_SOURCES),
         udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+        other_eval=expand(out("extracted", "{source}"), source=OTHER_EVAL_SOURCES),
         model=out("raw", "_lid", "model.ftz"),
     output:
         clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
@@ -27,7 +30,7 @@ rule clean:
     # From config, never workflow.cores: under the Slurm executor that is 1 inside the job.
     threads: config["clean"]["threads"]
     params:
-        settings=pfconfig.clean_slice(config, TRAIN_SOURCES + UDHR_SOURCES),
+        settings=pfconfig.clean_slice(config, TRAIN_SOURCES + EVAL_SOURCES),
     run:
         from pipeline import clean
 
