@@ -33,6 +33,7 @@ include: "workflow/rules/mixture.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/eval_retrieval.smk"
 include: "workflow/rules/eval_transfer.smk"
 
