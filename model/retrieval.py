@@ -40,6 +40,7 @@ import torch
 from model import geometry
 from model.checkpoint import check_vocabulary, load_model
 from model.embed import SPECIAL, encode, sentence_vectors
+from model.eval_common import random_twin
 from model.xlm import XLM
 from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_rows, write_json
@@ -190,14 +191,6 @@ class XLMEncoder(Encoder):
     def _compute(self, texts: list[str], lang: str) -> np.ndarray:
         ids = encode(self.sp, texts, self.model.cfg.max_positions)
         return sentence_vectors(self.model, ids, self.lang_id(lang), range(self.layers()), self.batch_size)
-
-
-def random_twin(model: XLM, seed: int) -> XLM:
-    """The same architecture and config with freshly initialised weights (seeded): the floor of learning."""
-    torch.manual_seed(seed)
-    twin = XLM(model.cfg)
-    twin.eval()
-    return twin
 
 
 # --------------------------------------------------------------------------------------- reference
