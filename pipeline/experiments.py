@@ -23,7 +23,8 @@ from pipeline import config as pfconfig
 from pipeline.config import ConfigError
 
 # Overlay sections that replace the base's section rather than merge into it.
-REPLACED_SECTIONS = ("languages", "sources")
+REPLACED_SECTIONS = ("languages", "sources", "train.objectives")  # an overlay's value replaces the base's whole
+
 # Keys a variant cannot overlay: every variant shares one output root, cache and lock, and has no variants.
 FORBIDDEN_OVERLAY_KEYS = ("output_dir", *pfconfig.LOCAL_KEYS, "experiments")
 # Mixture keys read only by training (q_train and its passes): the training mixture is keyed apart from the
@@ -41,12 +42,14 @@ SEEDS_KEY = "seeds"
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any], replaced: tuple[str, ...] = ()) -> dict[str, Any]:
     """A new dict: ``base`` with ``overlay`` merged in (mappings recursively, anything else replaced).
 
-    Top-level keys in ``replaced`` take the overlay's value whole.  Neither argument is modified.
+    Keys named in ``replaced`` (dotted paths, e.g. ``train.objectives``: `{mlm: 1.0}` means MLM alone, not MLM
+    added to the base's objectives) take the overlay's value whole.  Neither argument is modified.
     """
     result = copy.deepcopy(dict(base))
     for key, value in overlay.items():
         if key not in replaced and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = deep_merge(result[key], value)
+            inner = tuple(path.split(".", 1)[1] for path in replaced if path.startswith(f"{key}."))
+            result[key] = deep_merge(result[key], value, inner)
         else:
             result[key] = copy.deepcopy(value)
     return result
