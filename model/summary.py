@@ -1,6 +1,6 @@
 """eval/{run}/summary.md: the headline table of a run, read from the evaluation families' JSON files.
 
-One row per configured language, in config order: cross-lingual retrieval P@1 on the held-out LibreOffice
+One row per configured language (the pivot first): cross-lingual retrieval P@1 on the held-out LibreOffice
 help pairs (ours, the random twin, the lexical-overlap floor, the reference encoder), zero-shot help-module
 accuracy (ours, twin, majority class), MLM perplexity (ours, twin) and lexicon-induction P@1 (ours, twin).
 A cell the evaluation could not fill says "no data" (the reason is listed under the table), the pivot's
@@ -144,7 +144,7 @@ def summarize(languages: Sequence[str], pivot: str, run: str, retrieval: Mapping
               "MLM ppl ours", "twin",
               "lexicon P@1 ours", "twin"]  # fmt: skip
     rows = []
-    for lang in languages:
+    for lang in sorted(languages, key=lambda code: code != pivot):  # the pivot first, then config order
         if lang == pivot:
             cross = [PIVOT] * 4
             lexicon_cells = [PIVOT] * 2
