@@ -1,4 +1,4 @@
-# Polyforge: `make run` builds everything the default config describes; `make test` runs the tests.
+# Polyforge: `make run` builds everything the default config describes and its HTML report; `make test` runs the tests.
 # Both create the environment first when it is missing.
 
 PYTHON ?= python3
@@ -13,10 +13,12 @@ STAMP := $(VENV)/.installed
 
 # After a killed run: unlock the stale lock (refused while a Snakemake process still runs in this directory),
 # then --rerun-incomplete redoes the jobs it left unfinished. SNAKEMAKE_ARGS reach both, e.g.
-# SNAKEMAKE_ARGS="--config output_dir=/tmp/out" or SNAKEMAKE_ARGS="-n".
+# SNAKEMAKE_ARGS="--config output_dir=/tmp/out" or SNAKEMAKE_ARGS="-n". The run ends by writing OUTPUT_DIR/report.html
+# (`snakemake --report`, the config's output_dir or the one in SNAKEMAKE_ARGS; none after a dry run).
 run: $(STAMP) system-deps
 	$(BIN)/python workflow/scripts/unlock.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+	$(BIN)/python workflow/scripts/report.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -25,6 +25,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 OUT = Path(config["output_dir"])
 
 
+# `snakemake --report OUTPUT_DIR/report.html`: this page opens it; each plot has its caption in workflow/report/.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
@@ -36,6 +40,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/eval_retrieval.smk"
 include: "workflow/rules/eval_transfer.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

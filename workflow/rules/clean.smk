@@ -22,8 +22,8 @@ rule clean:
         clean_pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
         rejected_pairs=expand(out("rejected", "pairs", "{pair}.arrow"), pair=PAIRS),
         languages=out("stats", "languages.json"),
-        sizes=out("stats", "sizes.png"),
-        rejections=out("stats", "rejections.png"),
+        sizes=report(out("stats", "sizes.png"), caption="../report/sizes.rst", category="2. Corpus"),
+        rejections=report(out("stats", "rejections.png"), caption="../report/rejections.rst", category="2. Corpus"),
         lid_udhr=out("stats", "lid_udhr.json"),
     log:
         out("logs", "clean.log"),

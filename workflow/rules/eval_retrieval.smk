@@ -20,7 +20,8 @@ rule retrieval:
         udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
     output:
         json=out("eval", "{run}", "retrieval.json"),
-        png=out("eval", "{run}", "retrieval_layers.png"),
+        png=report(out("eval", "{run}", "retrieval_layers.png"), caption="../report/retrieval.rst", category="5. Evaluation",
+                   subcategory="cross-lingual retrieval"),
     log:
         out("logs", "eval", "retrieval-{run}.log"),
     params:
@@ -44,7 +45,7 @@ rule cka:
         udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
     output:
         json=out("eval", "{run}", "cka.json"),
-        png=out("eval", "{run}", "cka.png"),
+        png=report(out("eval", "{run}", "cka.png"), caption="../report/cka.rst", category="5. Evaluation", subcategory="representations"),
     log:
         out("logs", "eval", "cka-{run}.log"),
     params:
@@ -64,7 +65,8 @@ rule resource:
         mixture=out("mixture", "mixture.json"),
     output:
         json=out("eval", "{run}", "resource.json"),
-        png=out("eval", "{run}", "resource.png"),
+        png=report(out("eval", "{run}", "resource.png"), caption="../report/resource.rst", category="5. Evaluation",
+                   subcategory="cross-lingual retrieval"),
     log:
         out("logs", "eval", "resource-{run}.log"),
     run:

@@ -20,7 +20,7 @@ rule eval_mlm:
         manifest=out("shards", "manifest.json"),
     output:
         json=out("eval", "{run}", "mlm.json"),
-        png=out("eval", "{run}", "mlm.png"),
+        png=report(out("eval", "{run}", "mlm.png"), caption="../report/mlm.rst", category="5. Evaluation", subcategory="language modelling"),
     log:
         out("logs", "eval", "mlm-{run}.log"),
     benchmark:
@@ -43,7 +43,8 @@ rule classify:
         clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
     output:
         json=out("eval", "{run}", "classify.json"),
-        png=out("eval", "{run}", "classify.png"),
+        png=report(out("eval", "{run}", "classify.png"), caption="../report/classify.rst", category="5. Evaluation",
+                   subcategory="zero-shot transfer"),
     log:
         out("logs", "eval", "classify-{run}.log"),
     benchmark:
@@ -68,7 +69,8 @@ rule lexicon:
         freedict=expand(out("extracted", "{source}"), source=FREEDICT_SOURCES),
     output:
         json=out("eval", "{run}", "lexicon.json"),
-        png=out("eval", "{run}", "lexicon.png"),
+        png=report(out("eval", "{run}", "lexicon.png"), caption="../report/lexicon.rst", category="5. Evaluation",
+                   subcategory="lexicon induction"),
     log:
         out("logs", "eval", "lexicon-{run}.log"),
     benchmark:

@@ -7,7 +7,7 @@ rule mixture:
         expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
     output:
         json=out("mixture", "mixture.json"),
-        png=out("mixture", "alpha.png"),
+        png=report(out("mixture", "alpha.png"), caption="../report/alpha.rst", category="3. Mixture and vocabulary"),
     log:
         out("logs", "mixture.log"),
     params:

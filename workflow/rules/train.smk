@@ -16,7 +16,7 @@ rule train:
         model=out("models", RUN, "model.pt"),
         spm=out("models", RUN, "spm.model"),
         metrics=out("models", RUN, "metrics.jsonl"),
-        plot=out("models", RUN, "loss.png"),
+        plot=report(out("models", RUN, "loss.png"), caption="../report/loss.rst", category="4. Training"),
     log:
         out("logs", f"train-{RUN}.log"),
     params:

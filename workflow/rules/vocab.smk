@@ -12,7 +12,7 @@ rule vocab:
         model=out("vocab", "spm.model"),
         vocab=out("vocab", "spm.vocab"),
         report=out("vocab", "report.json"),
-        plot=out("vocab", "report.png"),
+        plot=report(out("vocab", "report.png"), caption="../report/vocab.rst", category="3. Mixture and vocabulary"),
         hf=directory(out("vocab", "hf")),
     log:
         out("logs", "vocab.log"),
