@@ -23,6 +23,8 @@ rule retrieval:
         png=out("eval", "{run}", "retrieval_layers.png"),
     log:
         out("logs", "eval", "retrieval-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "retrieval.tsv")
     params:
         eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval", "reference")},
         pair_sources=EVAL_PAIR_SOURCES,
@@ -47,6 +49,8 @@ rule cka:
         png=out("eval", "{run}", "cka.png"),
     log:
         out("logs", "eval", "cka-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "cka.tsv")
     params:
         eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval")},
         pair_sources=EVAL_PAIR_SOURCES,
@@ -67,6 +71,8 @@ rule resource:
         png=out("eval", "{run}", "resource.png"),
     log:
         out("logs", "eval", "resource-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "resource.tsv")
     run:
         from model import retrieval
 

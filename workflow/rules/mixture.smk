@@ -10,6 +10,8 @@ rule mixture:
         png=out("mixture", "alpha.png"),
     log:
         out("logs", "mixture.log"),
+    benchmark:
+        out("benchmarks", "mixture.tsv")
     params:
         settings=pfconfig.mixture_slice(config),
     run:

@@ -19,6 +19,8 @@ rule train:
         plot=out("models", RUN, "loss.png"),
     log:
         out("logs", f"train-{RUN}.log"),
+    benchmark:
+        out("benchmarks", f"train-{RUN}.tsv")
     params:
         train=config["train"],
     threads: config["train"]["threads"]
