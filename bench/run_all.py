@@ -257,7 +257,7 @@ def end_to_end(root: Path) -> dict:
 def format_table(rows: list[dict], e2e: dict) -> str:
     lines = [f"{'metric':<38} {'value':>10} {'target':>10}  {'result':<6} detail", "-" * 120]
     for r in rows:
-        digits = 3 if r["value"] is not None and abs(r["value"]) < 0.1 else 2
+        digits = 3 if r["unit"] == "x" else 1  # 0.798x must not print as a FAILing 0.80x
         value = "-" if r["value"] is None else f"{r['value']:.{digits}f}{'x' if r['unit'] == 'x' else ' ' + r['unit']}"
         lines.append(f"{r['metric']:<38} {value:>10} {r['target'] or '-':>10}  {r['status']:<6} {r['detail']}")
     lines.append("-" * 120)
@@ -265,7 +265,7 @@ def format_table(rows: list[dict], e2e: dict) -> str:
         lines.append(f"end-to-end (default workflow): no previous `make run` found (no benchmark files under "
                      f"{e2e['benchmarks_dir']}); not rerun by make bench")  # fmt: skip
     else:
-        lines.append(f"end-to-end (default workflow, last `make run`, {e2e['benchmarks_dir']}): sum of rules "
+        lines.append(f"end-to-end (last run, per-rule benchmark files under {e2e['benchmarks_dir']}): sum of rules "
                      f"{e2e['sum_seconds']:,.0f} s; first start to last finish {e2e['wall_span_seconds']:,.0f} s")  # fmt: skip
         for name, r in sorted(e2e["rules"].items(), key=lambda kv: -kv[1]["seconds"]):
             rss = "" if r["max_rss_mb"] is None else f"  max RSS {r['max_rss_mb']:,.0f} MB"
