@@ -1,4 +1,5 @@
-# Polyforge: `make run` builds everything the default config describes and its HTML report; `make test` runs the tests.
+# Polyforge: `make run` builds everything the default config describes and its HTML report; `make test` runs the
+# tests; `make bench` runs every benchmark of bench/ (not part of the tests) and writes bench/results.json.
 # Both create the environment first when it is missing.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: run test env lint dryrun clean-env lock system-deps
+.PHONY: run test bench env lint dryrun clean-env lock system-deps
 
 # After a killed run: unlock the stale lock (refused while a Snakemake process still runs in this directory),
 # then --rerun-incomplete redoes the jobs it left unfinished. SNAKEMAKE_ARGS reach both, e.g.
@@ -22,6 +23,12 @@ run: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every benchmark at small sizes (under 30 minutes on 2 cores): one table of ratios against their raw baselines
+# and targets, plus the last `make run`'s per-rule times (read from $(output_dir)/benchmarks/, never rerun).
+# BENCH_ARGS reach bench/run_all.py, e.g. BENCH_ARGS="--only shards train".
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/run_all.py --config $(CONFIG) $(BENCH_ARGS)
 
 env: $(STAMP)
 

@@ -21,6 +21,9 @@ most of them; every tenth row repeats an earlier one exactly.  Languages en, de,
     .venv/bin/python bench/bench_clean.py --text-from results-tiny/extracted/libreoffice_help --mb 20 --parts ab
     .venv/bin/python bench/bench_clean.py --text-from results-tiny/extracted/libreoffice_help --mb 200 --parts c
     .venv/bin/python bench/bench_clean.py --parts d
+
+With --json PATH the figures of the parts run are also written there as JSON, one key per part (what
+bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import clean, lid, schemas  # noqa: E402
 from pipeline import config as pfconfig  # noqa: E402
-from pipeline.arrow_io import DEFAULT_BATCH_ROWS, iter_batches  # noqa: E402
+from pipeline.arrow_io import DEFAULT_BATCH_ROWS, iter_batches, write_json  # noqa: E402
 
 LANGUAGES = ("de", "en", "hi")
 PARTITION_ROWS = 20_000
@@ -140,7 +143,7 @@ def _best_of(repeats: int, work) -> float:
     return min(times)
 
 
-def bench_lid(root: Path, model: Path, repeats: int = 3) -> None:
+def bench_lid(root: Path, model: Path, repeats: int = 3) -> dict:
     """(a): the stage's per-partition work, in this process, vs raw fastText on the same lines."""
     cfg = make_cfg(root)
     groups = clean.plan_groups(cfg, {"bench": root / "extracted" / "bench"}, root / "out", PARTITION_ROWS)
@@ -168,6 +171,8 @@ def bench_lid(root: Path, model: Path, repeats: int = 3) -> None:
     print(f"(a) rows={rows:,} kept before dedup={sum(kept):,}: raw fastText predict(list) {raw:,.0f} lines/s; "
           f"clean+LID filter {ours:,.0f} lines/s (best of {repeats}); ratio {ours / raw:.2f}x (target >= 0.7)",
           flush=True)  # fmt: skip
+    return {"rows": rows, "kept_before_dedup": sum(kept), "raw_lines_s": raw, "filter_lines_s": ours,
+            "ratio": ours / raw, "repeats": repeats}  # fmt: skip
 
 
 class PeakMemory:
@@ -213,27 +218,31 @@ def run_stage(root: Path, model: Path, workers: int) -> tuple[float, int, dict]:
     return elapsed, mem.peak, summary
 
 
-def bench_workers(root: Path, model: Path, rows: int) -> None:
+def bench_workers(root: Path, model: Path, rows: int) -> dict:
     t1, _, _ = run_stage(root, model, 1)
     t2, _, summary = run_stage(root, model, 2)
     print(f"(b) rows={rows:,}: 1 worker {t1:.1f} s ({rows / t1:,.0f} rows/s); 2 workers {t2:.1f} s "
           f"({rows / t2:,.0f} rows/s); speed-up {t1 / t2:.2f}x (target >= 1.6); "
           f"tasks per worker {sorted(summary['tasks_by_worker'].values())}", flush=True)  # fmt: skip
+    return {"rows": rows, "one_worker_s": t1, "two_workers_s": t2, "speedup": t1 / t2}
 
 
-def bench_memory(megabytes: float, model: Path, workers: int, lines: dict[str, list[str]]) -> None:
-    peaks, keysets = {}, {}
+def bench_memory(megabytes: float, model: Path, workers: int, lines: dict[str, list[str]]) -> dict:
+    peaks, keysets, runs = {}, {}, {}
     for factor in (1, 8):
         with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
             rows = make_input(Path(tmp), megabytes * factor, lines)
             elapsed, peaks[factor], summary = run_stage(Path(tmp), model, workers)
             keysets[factor] = 16 * sum(s.kept for s in summary["languages"].values())
+            runs[str(factor)] = {"mb": megabytes * factor, "rows": rows, "seconds": elapsed,
+                                 "peak_rss_mb": peaks[factor] / 1e6, "dedup_keys_mb": keysets[factor] / 1e6}  # fmt: skip
             print(f"(c) {factor}x: {megabytes * factor:,.0f} MB of text, {rows:,} rows, {elapsed:.0f} s; peak RSS "
                   f"(driver+scheduler+{workers} workers) {peaks[factor] / 1e6:,.0f} MB; dedup key set "
                   f"{keysets[factor] / 1e6:,.0f} MB", flush=True)  # fmt: skip
     without = [(peaks[f] - keysets[f]) for f in (1, 8)]
     print(f"(c) peak memory 8x / 1x: {peaks[8] / peaks[1]:.2f}x with the key set; "
           f"{without[1] / without[0]:.2f}x without it (target <= 1.25)")  # fmt: skip
+    return {"workers": workers, "runs": runs, "ratio": peaks[8] / peaks[1], "ratio_without_keys": without[1] / without[0]}
 
 
 def rescan_rows(path: str, start: int, stop: int) -> pa.Table:
@@ -252,7 +261,7 @@ def rescan_rows(path: str, start: int, stop: int) -> pa.Table:
         return pa.Table.from_batches(pieces, schema=reader.schema)
 
 
-def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], scale: int = 8) -> None:
+def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], scale: int = 8) -> dict:
     """(d) first part: the whole stage on one worker at 1x and ``scale``x input."""
     stage = {}
     for factor in (1, scale):
@@ -263,6 +272,8 @@ def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], sca
             print(f"(d) stage {factor}x: {megabytes * factor:,.1f} MB of text, {rows:,} rows ({kept:,} kept): "
                   f"{stage[factor]:.1f} s ({rows / stage[factor]:,.0f} rows/s, 1 worker)", flush=True)  # fmt: skip
     print(f"(d) stage time {scale}x / 1x: {stage[scale] / stage[1]:.2f}x (target <= {scale + 1})", flush=True)
+    return {"mb": megabytes, "scale": scale, "seconds": {str(f): t for f, t in stage.items()},
+            "ratio": stage[scale] / stage[1]}  # fmt: skip
 
 
 def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
@@ -280,7 +291,7 @@ def _time_reads(path: str, spans: list[tuple[int, int]]) -> tuple[float, float]:
     return _best_of(5, read_all), _best_of(5, rescan_all)
 
 
-def bench_reads(rows: int, partition_rows: int, scale: int = 8) -> None:
+def bench_reads(rows: int, partition_rows: int, scale: int = 8) -> dict:
     """(d) second part: every partition of one file read with read_rows, and with a rescan from the first batch."""
     reads, rescans = {}, {}
     for factor in (1, scale):
@@ -298,6 +309,8 @@ def bench_reads(rows: int, partition_rows: int, scale: int = 8) -> None:
                   f"rescan from the first batch {rescans[factor] * 1e3:,.1f} ms", flush=True)  # fmt: skip
     print(f"(d) partition reads {scale}x / 1x time: read_rows {reads[scale] / reads[1]:.1f}x (linear: ~{scale}x); "
           f"rescan {rescans[scale] / rescans[1]:.1f}x (quadratic: ~{scale * scale}x)")  # fmt: skip
+    return {"rows": rows, "partition_rows": partition_rows, "scale": scale,
+            "read_rows_ratio": reads[scale] / reads[1], "rescan_ratio": rescans[scale] / rescans[1]}  # fmt: skip
 
 
 def main() -> None:
@@ -311,20 +324,24 @@ def main() -> None:
     parser.add_argument("--read-rows", type=int, default=1_000_000, help="(d): rows of the partition-read file at 1x")
     parser.add_argument("--read-partition-rows", type=int, default=50_000,
                         help="(d): partition size of the partition reads (config default: 50000)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     lines = seed_lines(args.text_from)
+    result: dict = {"mb": args.mb}
     if "a" in args.parts or "b" in args.parts:
         with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
             rows = make_input(Path(tmp), args.mb, lines)
             if "a" in args.parts:
-                bench_lid(Path(tmp), args.model)
+                result["a"] = bench_lid(Path(tmp), args.model)
             if "b" in args.parts:
-                bench_workers(Path(tmp), args.model, rows)
+                result["b"] = bench_workers(Path(tmp), args.model, rows)
     if "c" in args.parts:
-        bench_memory(args.mb, args.model, args.workers, lines)
+        result["c"] = bench_memory(args.mb, args.model, args.workers, lines)
     if "d" in args.parts:
-        bench_linear(args.linear_mb, args.model, lines)
-        bench_reads(args.read_rows, args.read_partition_rows)
+        result["d"] = bench_linear(args.linear_mb, args.model, lines)
+        result["d_reads"] = bench_reads(args.read_rows, args.read_partition_rows)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ and of ``extract_source``, and their ratio.
 With --memory: extraction of a generated plain-text source (one line = one document = one split
 group) of ``--lines`` lines and of ``--scale`` times as many, each in a fresh subprocess that prints
 its own peak RSS (ru_maxrss).  Prints the ratio (target <= 1.25x: memory flat in corpus size).
+
+With --json PATH the figures are also written there as JSON (what bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import config as pfconfig  # noqa: E402
+from pipeline.arrow_io import write_json  # noqa: E402
 from pipeline.extract import extract_source  # noqa: E402
 
 DEFAULT_PACKAGES = ["libreoffice-help-en-us", "libreoffice-help-de"]
@@ -108,13 +111,16 @@ def peak_memory(lines: int) -> tuple[int, int, float, float]:
     return result["rows"], result["maxrss_kib"], size / 1e6, elapsed
 
 
-def bench_memory(lines: int, scale: int) -> None:
-    peaks = {}
+def bench_memory(lines: int, scale: int) -> dict:
+    peaks, runs = {}, {}
     for factor in (1, scale):
         rows, peaks[factor], mb, elapsed = peak_memory(lines * factor)
+        runs[str(factor)] = {"lines": lines * factor, "rows": rows, "mb": mb, "seconds": elapsed,
+                             "peak_rss_mib": peaks[factor] / 1024}  # fmt: skip
         print(f"plain text {factor}x: {rows:,} rows, {mb:.1f} MB, {elapsed:.1f} s (incl. start-up); "
               f"peak RSS {peaks[factor] / 1024:.1f} MiB", flush=True)  # fmt: skip
     print(f"peak RSS {scale}x / 1x: {peaks[scale] / peaks[1]:.2f}x (target <= 1.25x)")
+    return {"mode": "memory", "scale": scale, "runs": runs, "peak_rss_ratio": peaks[scale] / peaks[1]}
 
 
 def main() -> None:
@@ -130,9 +136,12 @@ def main() -> None:
     parser.add_argument("--languages", nargs="+", default=["en", "de"])
     parser.add_argument("--packages", nargs="+", default=DEFAULT_PACKAGES, help="with no --raw: packages to fetch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.memory:
-        bench_memory(args.lines, args.scale)
+        result = bench_memory(args.lines, args.scale)
+        if args.json:
+            write_json(args.json, result)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
@@ -160,6 +169,11 @@ def main() -> None:
           f" threads={args.threads})")
     print(f"ratio extract/read time: {extract_s / read_s:.1f}x")
     print(f"rows: {stats['rows']}")
+    if args.json:
+        write_json(args.json, {"mode": "throughput", "format": args.format, "languages": args.languages,
+                               "files": len(files), "mb": mb, "read_s": read_s, "read_mb_s": mb / read_s,
+                               "extract_s": extract_s, "extract_mb_s": mb / extract_s, "rows": rows,
+                               "threads": args.threads, "extract_over_read_time": extract_s / read_s})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ one CPU.  Each timing is the best of --repeat runs (wall clock, with the CPU sec
 busy machine the CPU figure is the steadier one).  Prints MB/s of reading every input byte (files
 already in the page cache), of ``extract_source`` with the lxml reader, and their ratio; while the
 former stdlib ``html.parser`` reader still exists (``parse_help_page_stdlib``), also its MB/s, the
-new/old ratio, and whether both wrote byte-identical outputs.
+new/old ratio, and whether both wrote byte-identical outputs.  With --json PATH the figures are also
+written there as JSON (what bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the timings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import config as pfconfig  # noqa: E402
+from pipeline.arrow_io import write_json  # noqa: E402
 from pipeline.extract import extract_source, libreoffice  # noqa: E402
 
 DEFAULT_PACKAGES = ["libreoffice-help-en-us", "libreoffice-help-de"]
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--languages", nargs="+", default=["en", "de"])
     parser.add_argument("--packages", nargs="+", default=DEFAULT_PACKAGES, help="with no --raw: packages to fetch")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per timing")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     cpu = min(os.sched_getaffinity(0))
@@ -109,6 +112,10 @@ def main() -> None:
             print(f"{name:<22} {wall:8.3f} s {mb / wall:9.1f} MB/s   (CPU {cpu_s:7.3f} s {mb / cpu_s:9.1f} MB/s){extra}")
 
         rows = sum(stats["rows"].values())
+        result = {"pages": len(files), "mb": mb, "languages": args.languages, "cpu": cpu, "repeat": args.repeat,
+                  "rows": rows, "read": {"wall_s": read_s[0], "cpu_s": read_s[1], "mb_s": mb / read_s[0]},
+                  "extract": {"wall_s": new_s[0], "cpu_s": new_s[1], "mb_s": mb / new_s[0]},
+                  "extract_over_read_mb_s": read_s[0] / new_s[0], "extract_over_read_mb_s_cpu": read_s[1] / new_s[1]}
         print(f"input: {len(files)} pages, {mb:.1f} MB (languages {' '.join(args.languages)}), "
               f"one CPU (#{cpu}), best of {args.repeat}")
         line("raw read", read_s)
@@ -120,8 +127,11 @@ def main() -> None:
             same = all((old_out / p.name).read_bytes() == p.read_bytes() for p in sorted(new_out.iterdir()))
             same = same and sorted(p.name for p in old_out.iterdir()) == sorted(p.name for p in new_out.iterdir())
             print(f"outputs byte-identical: {'yes' if same else 'NO'}")
+            result["old"] = {"wall_s": old_s[0], "cpu_s": old_s[1], "mb_s": mb / old_s[0], "identical": same}
         else:
             print("(the html.parser reader is gone: no new/old ratio)")
+        if args.json:
+            write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
    process. Prints tokens/s of both and the ratio (target ≥ 0.8×).
 2. Memory: the stage run in a fresh subprocess on 1× and `scale`× the rows; each child prints its own peak
    RSS (ru_maxrss). Prints the ratio (target ≤ 1.25×: memory flat in corpus size).
+
+With --json PATH the figures are also written there as JSON (what bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import config as pfconfig  # noqa: E402
 from pipeline import schemas, shards  # noqa: E402
-from pipeline.arrow_io import ArrowWriter, iter_batches  # noqa: E402
+from pipeline.arrow_io import ArrowWriter, iter_batches, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LANGS = ("de", "en", "hi")
@@ -102,7 +104,7 @@ def raw_encode_tokens(root: Path, clean: dict[str, Path], pairs: list[Path]) -> 
     return tokens, time.perf_counter() - start
 
 
-def throughput(rows: int) -> None:
+def throughput(rows: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
         root = Path(tmp)
         clean, pairs = write_inputs(root, rows)
@@ -117,6 +119,8 @@ def throughput(rows: int) -> None:
         print(f"rows/lang {rows}: raw sp.encode {raw_tokens} tokens in {raw_s:.2f}s = {raw_rate:,.0f} tok/s")
         print(f"shard stage {stage_tokens} tokens (incl. </s>, kept TLM pairs) in {stage_s:.2f}s = {stage_rate:,.0f} tok/s")
         print(f"throughput ratio stage/raw: {stage_rate / raw_rate:.2f}x (target >= 0.8x)")
+        return {"raw_tokens": raw_tokens, "raw_s": raw_s, "raw_tokens_s": raw_rate, "stage_tokens": stage_tokens,
+                "stage_s": stage_s, "stage_tokens_s": stage_rate, "ratio": stage_rate / raw_rate}  # fmt: skip
 
 
 def child(root: Path) -> None:
@@ -141,16 +145,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40000, help="clean rows per language at 1× (default 40000)")
     parser.add_argument("--scale", type=int, default=8, help="the larger input, as a multiple of --rows")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
+    result: dict = {"rows": args.rows, "scale": args.scale}
     if not args.skip_throughput:
-        throughput(args.rows)
+        result["throughput"] = throughput(args.rows)
     small, large = peak_memory(args.rows), peak_memory(args.rows * args.scale)
     print(f"peak RSS 1x ({args.rows} rows/lang): {small / 1024:.1f} MiB; "
           f"{args.scale}x: {large / 1024:.1f} MiB; ratio {large / small:.2f}x (target <= 1.25x)")  # fmt: skip
+    result["memory"] = {"peak_rss_mib": {"1": small / 1024, str(args.scale): large / 1024}, "ratio": large / small}
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

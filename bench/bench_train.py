@@ -10,6 +10,7 @@ HF's XLM as a user gets it (full (B, T, V) logits, torch's default AdamW). Print
 (non-padding ids per second, with the min-max spread), the ratio (goal >= 1.3x), and memory per token: the
 bytes autograd saves for backward per non-padding id (peak CUDA memory per token on a GPU). On CUDA it also
 prints model FLOPs utilization (6 N + attention FLOPs per token against the GPU's bf16 peak, --peak-tflops).
+With --json PATH the figures are also written there as JSON (what bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.batches import DataConfig, TrainBatches, load_corpus  # noqa: E402
 from model.train import TrainConfig, autocast, load_train_config, make_optimizer, native_bf16  # noqa: E402
 from model.xlm import IGNORE, XLM, XLMConfig  # noqa: E402
+from pipeline.arrow_io import write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU bf16 dense peak (H100 SXM: 989)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -158,11 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     for runner in runners.values():  # warm-up
         trial(runner, batches[:2], precision, device)
     rates: dict[str, list[float]] = {name: [] for name in runners}
+    result: dict = {"model": {"n_layers": cfg.n_layers, "dim": cfg.dim, "vocab": vocab, "n_langs": n_langs,
+                              "params_m": runners["ours"].model.num_parameters() / 1e6},
+                    "precision": precision, "batch_size": tcfg.batch_size, "bptt": tcfg.bptt, "source": source,
+                    "threads": args.threads, "device": str(device), "trials": args.trials, "steps": args.steps}  # fmt: skip
     for _ in range(args.trials):
         for name, runner in runners.items():  # alternating, so drifting machine load hits both
             rates[name].append(trial(runner, batches, precision, device))
     for name, values in rates.items():
         mem = saved_bytes_per_token(runners[name], batches[0], precision, device)
+        result[name] = {"median_tokens_s": statistics.median(values), "min_tokens_s": min(values),
+                        "max_tokens_s": max(values), "memory_kib_per_token": mem / 1024}  # fmt: skip
         line = (f"{name:>4}: median {statistics.median(values):,.0f} tokens/s "
                 f"(min {min(values):,.0f}, max {max(values):,.0f}); memory {mem / 1024:.1f} KiB/token")  # fmt: skip
         if device.type == "cuda":
@@ -172,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = statistics.median(rates["ours"]) / statistics.median(rates["hf"])
     per_trial = [o / h for o, h in zip(rates["ours"], rates["hf"], strict=True)]
     print(f"ratio ours/hf: {ratio:.2f}x (per-trial {min(per_trial):.2f}-{max(per_trial):.2f}; goal >= 1.3x)")
+    if args.json:
+        write_json(args.json, {**result, "ratio": ratio, "per_trial_ratio": per_trial})
     return 0
 
 

@@ -7,7 +7,9 @@ Real text: English LibreOffice help (Debian) as the large language, UDHR transla
 2. Peak memory of the sample step (Python heap via tracemalloc, Arrow's pool) for a 1× and a 4× corpus with
    the same sample size: it must not grow with the corpus.
 
-    .venv/bin/python bench/bench_vocab.py [--pages 2561] [--sample 30000] [--vocab-size 8000]
+    .venv/bin/python bench/bench_vocab.py [--pages 2561] [--sample 30000] [--vocab-size 8000] [--json PATH]
+
+With --json PATH the figures are also written there as JSON (what bench/run_all.py collects).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
 from pipeline import mixture, vocab  # noqa: E402
+from pipeline.arrow_io import write_json  # noqa: E402
 from tests.test_mixture import write_clean  # noqa: E402
 from tests.test_vocab import libreoffice_english, make_cfg, udhr_paragraphs  # noqa: E402
 
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=30000, help="vocab.sample_sentences")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     texts = corpus_texts(args.pages)
@@ -120,6 +124,10 @@ def main() -> None:
         t_full, _ = timed(vocab.run_vocab_stage, cfg, paths, mix_json, tmp / "vocab")
         print(f"whole vocab stage (+ report, α=1.0 comparison model, HF export): {t_full:.2f} s "
               f"= {t_full / t_base:.2f}× one sentencepiece training")  # fmt: skip
+        result = {"pages": args.pages, "sample": args.sample, "vocab_size": args.vocab_size, "repeats": args.repeats,
+                  "sentencepiece_s": t_base, "stage_sample_train_s": t_stage, "ratio": t_stage / t_base,
+                  "overhead_pct": 100 * (t_stage / t_base - 1), "same_pieces": same, "whole_stage_s": t_full,
+                  "sample_memory": {}}  # fmt: skip
 
         # Memory: same sample size, 1× and 4× corpus, each in a fresh process.
         paths4 = write_corpus(tmp / "x4", texts, 4)
@@ -133,6 +141,11 @@ def main() -> None:
                 )
             print(f"sample step, corpus {label} ({size / 1e6:6.1f} MB on disk): {count} sentences, "
                   f"peak Python heap {peak / 1e6:6.2f} MB, Arrow pool peak {arrow_peak / 1e6:6.2f} MB")  # fmt: skip
+            result["sample_memory"][label.rstrip("×") + "x"] = {"corpus_mb": size / 1e6, "sentences": count,
+                                                                 "python_heap_mb": peak / 1e6,
+                                                                 "arrow_pool_mb": arrow_peak / 1e6}  # fmt: skip
+        if args.json:
+            write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ rule clean:
         lid_udhr=out("stats", "lid_udhr.json"),
     log:
         out("logs", "clean.log"),
+    benchmark:
+        out("benchmarks", "clean.tsv")
     # From config, never workflow.cores: under the Slurm executor that is 1 inside the job.
     threads: config["clean"]["threads"]
     params:

@@ -9,6 +9,8 @@ rule download:
         directory(out("raw", "{source}")),
     log:
         out("logs", "download", "{source}.log"),
+    benchmark:
+        out("benchmarks", "download", "{source}.tsv")
     wildcard_constraints:
         source="|".join(re.escape(s) for s in ALL_SOURCES),
     retries: 1
@@ -26,6 +28,8 @@ rule lid_model:
         out("raw", "_lid", "model.ftz"),
     log:
         out("logs", "download", "lid_model.log"),
+    benchmark:
+        out("benchmarks", "download", "lid_model.tsv")
     params:
         settings=pfconfig.lid_model_slice(config),
     run:
@@ -43,6 +47,8 @@ rule lock:
         update(config["lock_file"]),
     log:
         out("logs", "download", "lock.log"),
+    benchmark:
+        out("benchmarks", "download", "lock.tsv")
     run:
         from pipeline import download
 

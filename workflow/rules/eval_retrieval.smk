@@ -24,6 +24,8 @@ rule retrieval:
                    subcategory="cross-lingual retrieval"),
     log:
         out("logs", "eval", "retrieval-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "retrieval.tsv")
     params:
         eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval", "reference")},
         pair_sources=EVAL_PAIR_SOURCES,
@@ -48,6 +50,8 @@ rule cka:
         png=report(out("eval", "{run}", "cka.png"), caption="../report/cka.rst", category="5. Evaluation", subcategory="representations"),
     log:
         out("logs", "eval", "cka-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "cka.tsv")
     params:
         eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval")},
         pair_sources=EVAL_PAIR_SOURCES,
@@ -69,6 +73,8 @@ rule resource:
                    subcategory="cross-lingual retrieval"),
     log:
         out("logs", "eval", "resource-{run}.log"),
+    benchmark:
+        out("benchmarks", "eval", "{run}", "resource.tsv")
     run:
         from model import retrieval
 

@@ -12,6 +12,8 @@ rule export:
         directory(out("models", "{run}", "hf")),
     log:
         out("logs", "export-{run}.log"),
+    benchmark:
+        out("benchmarks", "export-{run}.tsv")
     run:
         from model import export
 

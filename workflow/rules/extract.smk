@@ -12,6 +12,8 @@ rule extract:
         directory(out("extracted", "{source}")),
     log:
         out("logs", "extract", "{source}.log"),
+    benchmark:
+        out("benchmarks", "extract", "{source}.tsv")
     wildcard_constraints:
         source="|".join(re.escape(s) for s in ALL_SOURCES),
     # Only man pages use threads (groff in parallel): other sources ask the scheduler (and Slurm) for one core.

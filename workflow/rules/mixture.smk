@@ -10,6 +10,8 @@ rule mixture:
         png=report(out("mixture", "alpha.png"), caption="../report/alpha.rst", category="3. Mixture and vocabulary"),
     log:
         out("logs", "mixture.log"),
+    benchmark:
+        out("benchmarks", "mixture.tsv")
     params:
         settings=pfconfig.mixture_slice(config),
     run:

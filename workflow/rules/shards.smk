@@ -13,6 +13,8 @@ rule shards:
         manifest=out("shards", "manifest.json"),
     log:
         out("logs", "shards.log"),
+    benchmark:
+        out("benchmarks", "shards.tsv")
     # Encoding threads, from config (never workflow.cores, which is 1 inside a Slurm job); ids do not depend on them.
     threads: config["shards"]["threads"]
     params:

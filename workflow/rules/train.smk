@@ -19,6 +19,8 @@ rule train:
         plot=report(out("models", RUN, "loss.png"), caption="../report/loss.rst", category="4. Training"),
     log:
         out("logs", f"train-{RUN}.log"),
+    benchmark:
+        out("benchmarks", f"train-{RUN}.tsv")
     params:
         train=config["train"],
     threads: config["train"]["threads"]

@@ -16,6 +16,8 @@ rule vocab:
         hf=directory(out("vocab", "hf")),
     log:
         out("logs", "vocab.log"),
+    benchmark:
+        out("benchmarks", "vocab.tsv")
     threads: config["vocab"]["num_threads"]
     params:
         settings=pfconfig.vocab_slice(config),
