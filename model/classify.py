@@ -45,6 +45,7 @@ from model.eval_common import (
 )
 from model.geometry import bootstrap_mean_ci
 from model.xlm import XLM
+from pipeline import plots
 from pipeline.logs import stage_logging
 from pipeline.schemas import PAD
 
@@ -364,37 +365,49 @@ def summary(rows: Mapping[str, Mapping[str, Any]], pivot: str) -> dict[str, Any]
 
 
 def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Accuracy per language: fine-tuned and probe, ours and twin, with intervals; majority and chance lines."""
+    """Write classify.png (``draw``) atomically."""
+    save_figure(draw(result), path)
+
+
+def draw(result: Mapping[str, Any]) -> Any:
+    """Accuracy per language: fine-tuned (dark) and probe (light), ours (blue) and twin (grey), each with its
+    value and interval; majority-class and chance lines; a language without items says "no data"."""
     plt = pyplot()
     langs = list(result["languages"])
-    methods = [("finetune_ours", "fine-tuned, ours"), ("finetune_twin", "fine-tuned, random twin"),
-               ("probe_ours", "probe, ours"), ("probe_twin", "probe, random twin")]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(langs) + 2), 4.2))
-    width = 0.8 / len(methods)
+    methods = [("finetune_ours", "fine-tuned, ours", plots.OURS), ("probe_ours", "probe, ours", plots.OURS_LIGHT),
+               ("finetune_twin", "fine-tuned, random twin", plots.TWIN),
+               ("probe_twin", "probe, random twin", plots.TWIN_LIGHT)]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(langs) + 3), 4.6))
+    rows = [result["languages"][lang] for lang in langs]
+    ok = [r.get("status") == "ok" for r in rows]
+    n = result.get("n_test", 0)
+    ax.set_title(f"Zero-shot help-module classification, trained on {result['pivot']} ({n} aligned test blocks)",
+                 fontsize=plots.TITLE_SIZE)  # fmt: skip
+    if not any(ok):
+        plots.no_data_panel(ax, "no test blocks aligned across the evaluated languages")
+        return fig
     x = np.arange(len(langs))
-    for j, (method, label) in enumerate(methods):
-        rows = [result["languages"][lang] for lang in langs]
-        acc = np.array([r[method]["accuracy"] if r.get("status") == "ok" else np.nan for r in rows])
-        low = np.array([r[method]["ci_low"] if r.get("status") == "ok" else np.nan for r in rows])
-        high = np.array([r[method]["ci_high"] if r.get("status") == "ok" else np.nan for r in rows])
-        ax.bar(x + (j - 1.5) * width, acc, width, label=label, yerr=[acc - low, high - acc], capsize=2, error_kw={"linewidth": 0.8, "ecolor": "#555555"},
-               color=["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78"][j])  # fmt: skip
-    if "majority" in next((r for r in result["languages"].values() if r.get("status") == "ok"), {}):
-        majority = next(r["majority"] for r in result["languages"].values() if r.get("status") == "ok")
+    ax.set_xlim(-0.6, len(langs) - 0.4)
+    ax.set_ylim(0, 1.12)  # room above 1.0 for the labels of a perfect score
+    plots.category_ticks(ax, x, [f"{lang} (pivot)" if lang == result["pivot"] else lang for lang in langs])
+    width = 0.8 / len(methods)
+    for j, (method, label, color) in enumerate(methods):
+        acc, low, high = (np.array([r[method][key] if o else np.nan for r, o in zip(rows, ok, strict=True)])
+                          for key in ("accuracy", "ci_low", "ci_high"))  # fmt: skip
+        bars = ax.bar(x + (j - 1.5) * width, acc, width, label=label, color=color, yerr=[acc - low, high - acc],
+                      capsize=2, error_kw={"linewidth": 0.7, "ecolor": "#555555"})  # fmt: skip
+        plots.label_bars(ax, bars, acc)
+    majority = next((r["majority"] for r, o in zip(rows, ok, strict=True) if o and "majority" in r), None)
+    if majority is not None:
         ax.axhline(majority, color="black", linestyle="--", linewidth=1, label=f"majority class ({majority:.2f})")
     if "chance" in result:
         ax.axhline(result["chance"], color="grey", linestyle=":", linewidth=1, label=f"chance ({result['chance']:.2f})")
-    for i, lang in enumerate(langs):
-        if result["languages"][lang].get("status") != "ok":
-            ax.text(i, 0.02, "no data", ha="center", va="bottom", rotation=90, color="grey")
-    ax.set_xticks(x, [f"{lang} (pivot)" if lang == result["pivot"] else lang for lang in langs])
-    ax.set_xlim(-0.6, len(langs) - 0.4)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("test accuracy (95% CI over help pages)")
-    n = result.get("n_test", 0)
-    ax.set_title(f"Zero-shot help-module classification, trained on {result['pivot']} ({n} aligned test blocks)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    save_figure(fig, path)
+    for i in np.flatnonzero(~np.array(ok)):
+        plots.no_data_bar_note(ax, i)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("test accuracy (95% CI over help pages)", fontsize=plots.LABEL_SIZE)
+    ax.legend(fontsize=plots.TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
 
 
 def run_classify(model_pt: str, spm_model: str, clean: Mapping[str, str], pivot: str, params: Mapping[str, Any],

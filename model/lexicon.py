@@ -46,6 +46,7 @@ from model.geometry import (
     procrustes,
 )
 from model.xlm import XLM
+from pipeline import plots
 from pipeline.langs import is_unspaced
 from pipeline.logs import stage_logging
 from pipeline.schemas import EOS, PAD
@@ -291,44 +292,54 @@ def evaluate(models: Models, dictionaries: Mapping[str, pl.DataFrame], clean: Ma
 
 
 def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write lexicon.png (``draw``) atomically."""
+    save_figure(draw(result), path)
+
+
+def draw(result: Mapping[str, Any]) -> Any:
+    """P@1 per language for input embeddings and contextual vectors: ours (blue) beside the twin (grey), NN light
+    and CSLS dark, every bar with its value (a score of 0 is a visible "0.00", not an empty panel), chance dotted;
+    a language without a dictionary says "no data", and a panel with no language at all says so in the middle."""
     plt = pyplot()
     langs = list(result["languages"])
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2.2 * len(langs) + 4), 4.0), sharey=True)
-    bars = [("ours", "nn", "ours, NN"), ("ours", "csls", "ours, CSLS"),
-            ("twin", "nn", "random twin, NN"), ("twin", "csls", "random twin, CSLS")]  # fmt: skip
-    colors = ["#9ecae1", "#1f77b4", "#fdd0a2", "#ff7f0e"]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10.0, 2.6 * len(langs) + 4), 4.4), sharey=True)
+    rows = [result["languages"][lang] for lang in langs]
+    ok = [r.get("status") == "ok" for r in rows]
+    bars = [("ours", "nn", "ours, NN", plots.OURS_LIGHT), ("ours", "csls", "ours, CSLS", plots.OURS),
+            ("twin", "nn", "random twin, NN", plots.TWIN_LIGHT),
+            ("twin", "csls", "random twin, CSLS", plots.TWIN)]  # fmt: skip
+    values = {kind: [np.array([r[kind][name][method]["p_at_1"] if o else np.nan for r, o in zip(rows, ok, strict=True)])
+                     for name, method, _, _ in bars] for kind in KINDS}  # fmt: skip
+    top = plots.value_top([v for kind in KINDS for vals in values[kind] for v in vals], headroom=1.3)
+    titles = {"input_embedding": "input embeddings", "contextual": f"contextual, layer {result['config']['layer']}"}
     x, width = np.arange(len(langs)), 0.8 / len(bars)
-    top = 0.0
     for ax, kind in zip(axes, KINDS, strict=True):
-        for j, (name, method, label) in enumerate(bars):
-            rows = [result["languages"][lang] for lang in langs]
-            ok = [r.get("status") == "ok" for r in rows]
-            val = np.array([r[kind][name][method]["p_at_1"] if o else np.nan for r, o in zip(rows, ok, strict=True)])
-            ax.bar(x + (j - 1.5) * width, val, width, label=label, color=colors[j])
-            top = max([top, *val[np.isfinite(val)]])
-        for i, lang in enumerate(langs):
-            row = result["languages"][lang]
-            if row.get("status") != "ok":
-                ax.text(i, 0.01, "no data", ha="center", va="bottom", rotation=90, color="grey")
-            else:
-                ax.plot([i - 0.4, i + 0.4], [row["chance"]] * 2, color="black", linestyle=":", linewidth=1)
-        ax.set_xticks(x, [_tick(result, lang) for lang in langs], fontsize=8)
+        ax.set_title(titles[kind], fontsize=plots.TITLE_SIZE)
+        if not any(ok):
+            plots.no_data_panel(ax, "no language has a dictionary with enough seed pairs")
+            continue
         ax.set_xlim(-0.6, len(langs) - 0.4)
-        ax.set_title(
-            {"input_embedding": "input embeddings", "contextual": f"contextual, layer {result['config']['layer']}"}[
-                kind
-            ]
-        )
-    axes[0].set_ylim(0, min(1.0, max(0.1, 1.2 * top)))  # shared y: small scores stay visible
-    axes[0].set_ylabel("P@1 on test words (Procrustes on seed)")
-    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="dotted: chance")
-    fig.suptitle("Lexicon induction on FreeDict (whole-word pieces)")
-    save_figure(fig, path)
+        ax.set_ylim(0, top)  # shared y: small scores stay visible
+        plots.category_ticks(ax, x, [_tick(result, lang) for lang in langs])
+        for j, ((_name, _method, label, color), vals) in enumerate(zip(bars, values[kind], strict=True)):
+            plots.label_bars(ax, ax.bar(x + (j - 1.5) * width, vals, width, label=label, color=color), vals, "{:.3f}")
+        plots.all_zero_note(ax, [v for vals in values[kind] for v in vals], "P@1 here")
+        for i, (row, o) in enumerate(zip(rows, ok, strict=True)):
+            if o:
+                ax.plot([i - 0.4, i + 0.4], [row["chance"]] * 2, color=plots.CHANCE, linestyle=":", linewidth=1,
+                        label="chance (1 / target words)" if i == ok.index(True) else None)  # fmt: skip
+            else:
+                plots.no_data_bar_note(ax, i)
+    axes[0].set_ylabel("P@1 on test words (Procrustes on seed)", fontsize=plots.LABEL_SIZE)
+    if any(ok):
+        axes[1].legend(fontsize=plots.TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Lexicon induction on FreeDict (whole-word pieces)", fontsize=plots.TITLE_SIZE + 1)
+    return fig
 
 
 def _tick(result: Mapping[str, Any], lang: str) -> str:
     row = result["languages"][lang]
-    counts = f"\n{row['seed_pairs']} seed pairs\n{row['test_words']} test words" if row.get("status") == "ok" else ""
+    counts = f"\nseed {row['seed_pairs']}\ntest {row['test_words']}" if row.get("status") == "ok" else ""
     return f"{result['pivot']}→{lang}{counts}"
 
 

@@ -46,6 +46,7 @@ from model.eval_common import (
 )
 from model.geometry import bootstrap_mean_ci
 from model.xlm import IGNORE, XLM
+from pipeline import plots
 from pipeline.logs import stage_logging
 from pipeline.manifest import read_manifest
 from pipeline.schemas import EOS, MASK, PAD
@@ -260,66 +261,93 @@ def evaluate(models: Models, manifest_path: str | os.PathLike[str], pivot: str, 
 
 
 def plot(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Three panels: MLM accuracy and perplexity per language (ours vs twin), TLM visible vs <mask>."""
+    """Write mlm.png (``draw``) atomically."""
+    save_figure(draw(result), path)
+
+
+def draw(result: Mapping[str, Any]) -> Any:
+    """MLM accuracy and perplexity per language (ours vs twin) above; TLM visible vs <mask> across the bottom."""
     plt = pyplot()
-    fig, (acc_ax, ppl_ax, tlm_ax) = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained",
-                                               gridspec_kw={"width_ratios": [1, 1, 1.4]})  # fmt: skip
     langs = list(result["mlm"])
+    groups = _tlm_groups(result)
+    panel_w = max(5.0, 0.9 * len(langs) + 1.5)
+    fig = plt.figure(figsize=(max(2 * panel_w, 0.9 * len(groups) + 3.5), 8.4), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    acc_ax, ppl_ax, tlm_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    _plot_mlm(acc_ax, ppl_ax, result, langs)
+    _plot_tlm(tlm_ax, result, groups)
+    return fig
+
+
+def _plot_mlm(acc_ax: Any, ppl_ax: Any, result: Mapping[str, Any], langs: Sequence[str]) -> None:
     rows = [result["mlm"][lang] for lang in langs]
     ok = [r.get("status") == "ok" for r in rows]
+    acc_ax.set_title("MLM accuracy per language (targets <mask>)", fontsize=plots.TITLE_SIZE)
+    ppl_ax.set_title("MLM perplexity per language (lower is better)", fontsize=plots.TITLE_SIZE)
+    if not any(ok):
+        for ax in (acc_ax, ppl_ax):
+            plots.no_data_panel(ax, "no language has test windows")
+        return
     x = np.arange(len(langs))
-    tops = [0.0]
-    for j, (name, label, color) in enumerate([("ours", "ours", "#1f77b4"), ("twin", "random twin", "#ff7f0e")]):
-        acc, low, high, ppl = (_column(rows, ok, name, key) for key in ("accuracy", "ci_low", "ci_high", "perplexity"))
-        acc_ax.bar(x + (j - 0.5) * 0.4, acc, 0.4, label=label, color=color, yerr=[acc - low, high - acc], capsize=2,
-                   error_kw={"linewidth": 0.8, "ecolor": "#555555"})  # fmt: skip
-        ppl_ax.bar(x + (j - 0.5) * 0.4, ppl, 0.4, label=label, color=color)
-        tops += list(high[np.isfinite(high)])
+    columns = {name: {key: _column(rows, ok, name, key) for key in ("accuracy", "ci_low", "ci_high", "perplexity")}
+               for name in MODELS}  # fmt: skip
     for ax in (acc_ax, ppl_ax):
-        for i, o in enumerate(ok):
-            if not o:
-                ax.text(i, 0.05, "no data", ha="center", va="bottom", rotation=90, color="grey",
-                        transform=ax.get_xaxis_transform())  # fmt: skip
-        ax.set_xticks(x, langs)
         ax.set_xlim(-0.6, len(langs) - 0.4)
-    acc_ax.set_ylim(0, min(1.0, max(0.1, 1.2 * max(tops))))  # small accuracies stay visible
-    acc_ax.set_ylabel("masked-token accuracy (95% CI over windows)")
-    acc_ax.set_title("MLM accuracy per language (targets <mask>)")
-    acc_ax.legend(fontsize=8, loc="upper left")
+        plots.category_ticks(ax, x, langs)
+        for i in np.flatnonzero(~np.array(ok)):
+            plots.no_data_bar_note(ax, i)
+    ppl_values = [v for c in columns.values() for v in c["perplexity"] if np.isfinite(v)]
     ppl_ax.set_yscale("log")
-    ppl_ax.set_ylabel("perplexity (log scale)")
-    ppl_ax.set_title("MLM perplexity per language")
-    _plot_tlm(tlm_ax, result)
-    save_figure(fig, path)
+    ppl_ax.set_ylim(min(ppl_values) / 1.5, max(ppl_values) * 2.0)  # headroom for the value labels
+    plots.plain_log_axis(ppl_ax.yaxis, *ppl_ax.get_ylim())
+    acc_ax.set_ylim(0, plots.value_top([v for c in columns.values() for v in c["ci_high"]], headroom=1.35))
+    for j, (name, label, color) in enumerate([("ours", "ours", plots.OURS), ("twin", "random twin", plots.TWIN)]):
+        c = columns[name]
+        bars = acc_ax.bar(x + (j - 0.5) * 0.4, c["accuracy"], 0.4, label=label, color=color, capsize=2,
+                          yerr=[c["accuracy"] - c["ci_low"], c["ci_high"] - c["accuracy"]],
+                          error_kw={"linewidth": 0.8, "ecolor": "#555555"})  # fmt: skip
+        plots.label_bars(acc_ax, bars, c["accuracy"], "{:.3f}")
+        bars = ppl_ax.bar(x + (j - 0.5) * 0.4, c["perplexity"], 0.4, label=label, color=color)
+        plots.label_bars(ppl_ax, bars, c["perplexity"], "{:,.0f}")
+    acc_ax.set_ylabel("masked-token accuracy (95% CI over windows)", fontsize=plots.LABEL_SIZE)
+    ppl_ax.set_ylabel("perplexity (log scale)", fontsize=plots.LABEL_SIZE)
+    acc_ax.legend(fontsize=plots.TICK_SIZE, loc="upper left")
 
 
 def _column(rows: Sequence[Mapping[str, Any]], ok: Sequence[bool], name: str, key: str) -> np.ndarray:
     return np.array([r[name][key] if o else np.nan for r, o in zip(rows, ok, strict=True)])
 
 
-def _plot_tlm(ax: Any, result: Mapping[str, Any]) -> None:
+def _tlm_groups(result: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """(pair, "predict_<lang>") for every scored side; (pair, None) for a pair with no data."""
     groups = [(pair, key) for pair, row in result["tlm"].items() for key in sorted(row) if key.startswith("predict_")]
-    groups += [(pair, None) for pair, row in result["tlm"].items() if row.get("status") != "ok"]
-    bars = [("ours", "accuracy_visible", "ours, other side visible", "#1f77b4"),
-            ("ours", "accuracy_hidden", "ours, other side <mask>", "#aec7e8"),
-            ("twin", "accuracy_visible", "twin, other side visible", "#ff7f0e"),
-            ("twin", "accuracy_hidden", "twin, other side <mask>", "#ffbb78")]  # fmt: skip
+    return groups + [(pair, None) for pair, row in result["tlm"].items() if row.get("status") != "ok"]
+
+
+def _plot_tlm(ax: Any, result: Mapping[str, Any], groups: Sequence[tuple[str, str | None]]) -> None:
+    ax.set_title("TLM on test pairs: does seeing the other language help? (visible above <mask> = it helps)",
+                 fontsize=plots.TITLE_SIZE)  # fmt: skip
+    if not groups:
+        plots.no_data_panel(ax, "no test pairs")
+        return
+    bars = [("ours", "accuracy_visible", "ours, other side visible", plots.OURS),
+            ("ours", "accuracy_hidden", "ours, other side <mask>", plots.OURS_LIGHT),
+            ("twin", "accuracy_visible", "twin, other side visible", plots.TWIN),
+            ("twin", "accuracy_hidden", "twin, other side <mask>", plots.TWIN_LIGHT)]  # fmt: skip
     x = np.arange(len(groups))
-    for j, (name, field, label, color) in enumerate(bars):
-        vals = [result["tlm"][pair][key][name][field] if key else np.nan for pair, key in groups]
-        ax.bar(x + (j - 1.5) * 0.2, vals, 0.2, label=label, color=color)
+    values = [[result["tlm"][pair][key][name][field] if key else np.nan for pair, key in groups]
+              for name, field, _, _ in bars]  # fmt: skip
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(0, plots.value_top([v for row in values for v in row], headroom=1.35))
+    plots.category_ticks(ax, x, [f"{pair}\npredict {key.removeprefix('predict_')}" if key else pair
+                                 for pair, key in groups])  # fmt: skip
+    for j, ((_name, _field, label, color), vals) in enumerate(zip(bars, values, strict=True)):
+        plots.label_bars(ax, ax.bar(x + (j - 1.5) * 0.2, vals, 0.2, label=label, color=color), vals, "{:.3f}")
     for i, (_pair, key) in enumerate(groups):
         if key is None:
-            ax.text(i, 0.05, "no data", ha="center", va="bottom", rotation=90, color="grey",
-                    transform=ax.get_xaxis_transform())  # fmt: skip
-    ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.set_xticks(x, [f"{pair}\npredict {key.removeprefix('predict_')}" if key else pair for pair, key in groups])
-    finite = [v for pair, key in groups if key for name, field, _, _ in bars
-              for v in [result["tlm"][pair][key][name][field]] if v is not None]  # fmt: skip
-    ax.set_ylim(0, min(1.0, max(0.1, 1.2 * max(finite, default=0.0))))
-    ax.set_ylabel("accuracy on one side's masked tokens")
-    ax.set_title("TLM on test pairs: does the other language help?")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            plots.no_data_bar_note(ax, i)
+    ax.set_ylabel("accuracy on one side's masked tokens", fontsize=plots.LABEL_SIZE)
+    ax.legend(fontsize=plots.TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def run_mlm_eval(model_pt: str, spm_model: str, manifest: str, pivot: str, params: Mapping[str, Any], seed: int,

@@ -103,34 +103,55 @@ def compute_mixture(
 
 
 def plot_alpha(mixture: Mapping[str, Any], out_png: str | os.PathLike[str]) -> None:
-    """p against q for several α (log-log): below the diagonal downsampled, above upsampled."""
+    """Write alpha.png (``alpha_figure``) atomically."""
+    save_png(alpha_figure(mixture), out_png)
+
+
+def alpha_figure(mixture: Mapping[str, Any]) -> Any:
+    """p against q for several α (log-log): below the diagonal downsampled, above upsampled.
+
+    A language's points share one p, so they stand in a column joined by a thin line; its name sits at the
+    column's top or bottom, alternating along p so that neighbours' names do not collide.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    langs = list(mixture["languages"])
+    from pipeline.plots import LABEL_SIZE, TICK_SIZE, TITLE_SIZE, plain_log_axis
+
+    langs = sorted(mixture["languages"], key=lambda lang: (mixture["languages"][lang]["p"], lang))
     p = [mixture["languages"][lang]["p"] for lang in langs]
-    fig, ax = plt.subplots(figsize=(7, 5))
+    qs = {alpha: [mixture["languages"][lang]["q_by_alpha"][str(alpha)] for lang in langs] for alpha in PLOT_ALPHAS}
+    fig, ax = plt.subplots(figsize=(7, 5.2))
+    for i, (lang, pi) in enumerate(zip(langs, p, strict=True)):
+        column = [qs[alpha][i] for alpha in PLOT_ALPHAS]
+        ax.plot([pi, pi], [min(column), max(column)], color="lightgray", lw=1, zorder=1)
+        above = i % 2 == 0
+        ax.annotate(lang, (pi, max(column) if above else min(column)), textcoords="offset points",
+                    xytext=(0, 6 if above else -6), ha="center", va="bottom" if above else "top",
+                    fontsize=TICK_SIZE)  # fmt: skip
     for alpha in PLOT_ALPHAS:
-        q = [mixture["languages"][lang]["q_by_alpha"][str(alpha)] for lang in langs]
-        ax.plot(p, q, "o", label=f"α = {alpha}")
-    for lang, pi in zip(langs, p, strict=True):
-        ax.annotate(lang, (pi, pi), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    values = p + [q for v in mixture["languages"].values() for q in v["q_by_alpha"].values()]
-    lo, hi = min(values) / 1.5, min(1.0, max(values) * 1.5)
+        ax.plot(p, qs[alpha], "o", ms=5, zorder=3, label=f"α = {alpha}" + (" (p itself)" if alpha == 1.0 else ""))
+    values = p + [q for column in qs.values() for q in column]
+    lo, hi = min(values) / 1.6, min(1.0, max(values) * 1.6)
     ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8, label="q = p")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     if len(langs) > 1:
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set_xlabel(f"p (share of {mixture['unit']})")
-    ax.set_ylabel("q (sampling probability)")
-    ax.set_title(f"α-sampling (vocab α = {mixture['alpha']['vocab']}, train α = {mixture['alpha']['train']})")
-    ax.legend()
+        plain_log_axis(ax.xaxis, lo, hi)
+        plain_log_axis(ax.yaxis, lo, hi)
+    ax.tick_params(labelsize=TICK_SIZE)
+    ax.set_xlabel(f"p (share of {mixture['unit']}, log scale)", fontsize=LABEL_SIZE)
+    ax.set_ylabel("q (sampling probability, log scale)", fontsize=LABEL_SIZE)
+    ax.set_title(f"α-sampling (vocab α = {mixture['alpha']['vocab']}, train α = {mixture['alpha']['train']}): "
+                 "above the diagonal upsampled", fontsize=TITLE_SIZE)  # fmt: skip
+    ax.legend(fontsize=TICK_SIZE, loc="upper left")
+    ax.grid(alpha=0.3, which="major")
     fig.tight_layout()
-    save_png(fig, out_png)
+    return fig
 
 
 def run_mixture_stage(
