@@ -8,20 +8,8 @@
 
 EVAL_RUN = config["train"]["run_name"]
 
-
-def eval_pair_sources(run_config):
-    return sorted(run_config["eval"]["retrieval"]["pair_sources"]
-                  or [s for s, src in run_config["sources"].items() if src["format"] == "libreoffice_help"])  # fmt: skip
-
-
 EVAL_PAIR_SOURCES = eval_pair_sources(config)
 
-
-def run_settings(wildcards):
-    """The run's config, with output_dir at the root its clean stage wrote under (model/retrieval reads the pairs
-    from <output_dir>/clean/pairs/)."""
-    layout = layout_of(wildcards)
-    return {**layout.config, "output_dir": out(layout.clean_root)}
 
 
 rule retrieval:

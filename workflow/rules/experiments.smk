@@ -17,9 +17,6 @@ EXPERIMENT_FILES = ("retrieval.json", "classify.json", "mlm.json")
 EXPERIMENT_LANGUAGES = list(dict.fromkeys(lang for layout in LAYOUTS.values() for lang in layout.languages))
 
 
-def run_outputs(runs):
-    return [out("eval", run, name) for run in runs for name in EXPERIMENT_FILES]
-
 
 for _variant, _runs in EXPERIMENT_GROUPS.items():
     if _variant == "default":

@@ -5,15 +5,6 @@
 # extracted/{key}/{source}/ from the same raw/{source}/.
 
 
-def extract_settings(layout):
-    return lambda wildcards: pfconfig.extract_slice(layout.config, wildcards.source)
-
-
-def extract_threads(layout):
-    # Only man pages use threads (groff in parallel): other sources ask the scheduler (and Slurm) for one core.
-    return lambda wildcards: 4 if layout.config["sources"][wildcards.source]["format"] == "man" else 1
-
-
 for tree in pfexperiments.stage_instances(LAYOUTS, "extract"):
 
     rule:

@@ -9,11 +9,6 @@
 RUN = config["train"]["run_name"]
 
 
-def train_inputs(wildcards):
-    layout = LAYOUTS[wildcards.run]
-    return {"manifest": out(layout.manifest), "mixture": out(layout.train_mixture), "spm": out(layout.vocab_file("spm.model"))}
-
-
 rule train:
     input:
         unpack(train_inputs),
