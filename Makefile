@@ -10,7 +10,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench env lint dryrun clean-env lock system-deps
+.PHONY: run experiments test bench env lint dryrun clean-env lock system-deps
 
 # After a killed run: unlock the stale lock (refused while a Snakemake process still runs in this directory),
 # then --rerun-incomplete redoes the jobs it left unfinished. SNAKEMAKE_ARGS reach both, e.g.
@@ -20,6 +20,12 @@ run: $(STAMP) system-deps
 	$(BIN)/python workflow/scripts/unlock.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 	$(BIN)/python workflow/scripts/report.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
+
+# The config's `experiments:` grid (README "Experiments"): every variant trained and evaluated beside the reference
+# run, then eval/experiments/comparison.{json,md,png}. Shares the default run's data where a variant leaves it.
+experiments: $(STAMP) system-deps
+	$(BIN)/python workflow/scripts/unlock.py --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS) experiments
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

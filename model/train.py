@@ -653,6 +653,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.dim=64")
     parser.add_argument("--threads", type=int, help="CPU threads for this node (split across processes)")
     parser.add_argument("--resume", type=Path, help="resume from this checkpoint (its fingerprint must match)")
+    # An experiment variant's data lives in keyed folders (shards/{key}/, ...): these replace ROOT's defaults.
+    parser.add_argument("--manifest", type=Path, help="shards manifest (default ROOT/shards/manifest.json)")
+    parser.add_argument("--mixture", type=Path, help="training mixture (default ROOT/mixture/mixture.json)")
+    parser.add_argument("--spm", type=Path, help="SentencePiece model (default ROOT/vocab/spm.model)")
     return parser.parse_args(argv)
 
 
@@ -662,7 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_train_config(args.config, args.config_json, args.set)
         out = args.out or args.root / "models" / cfg.run_name
-        train(cfg, Paths.from_root(args.root, out), args.threads, args.resume)
+        paths = Paths.from_root(args.root, out)
+        paths = dataclasses.replace(paths, manifest=args.manifest or paths.manifest, mixture=args.mixture or paths.mixture,
+                                    spm=args.spm or paths.spm)  # fmt: skip
+        train(cfg, paths, args.threads, args.resume)
     except (TrainError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -670,11 +677,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def launch(train_slice: Mapping[str, Any], root: str | os.PathLike[str], out: str | os.PathLike[str], threads: int,
-           log: str | os.PathLike[str]) -> None:  # fmt: skip
-    """What the Snakemake rule runs: ``python -m model.train``, or torchrun when train.nproc > 1; output to log."""
+           log: str | os.PathLike[str], data: Mapping[str, str | os.PathLike[str]] | None = None) -> None:  # fmt: skip
+    """What the Snakemake rule runs: ``python -m model.train``, or torchrun when train.nproc > 1; output to log.
+
+    ``data`` may name the ``manifest``, ``mixture`` and ``spm`` files where they are not ROOT's defaults.
+    """
     nproc = int(train_slice.get("nproc", 1))
     args = ["--root", str(root), "--out", str(out), "--config-json", json.dumps(dict(train_slice)),
             "--threads", str(threads)]  # fmt: skip
+    for name, path in sorted((data or {}).items()):
+        args += [f"--{name}", str(path)]
     if nproc > 1:
         torchrun = Path(sys.executable).with_name("torchrun")
         command = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m", "model.train", *args]

@@ -302,6 +302,9 @@ LOCAL_KEYS = ("cache_dir", "lock_file", "update_lock")
 DOWNSTREAM_KEYS = ("train", "eval", "experiments")
 # Settings of how a stage runs, not of what it writes (the clean stage's output does not depend on them).
 EXECUTION_KEYS = {"clean": ("scheduler", "workers", "threads"), "shards": ("threads",)}
+# Mixture keys read only by training (q_train and its expected passes): the vocabulary and the shards never
+# read them, so they live in the training mixture alone (mixture/mixture.json) and editing them rebuilds no data.
+TRAIN_MIXTURE_KEYS = ("alpha_train", "token_budget")
 # Source keys that only describe a source (copied into the manifest) or say which path it takes.
 SOURCE_METADATA_KEYS = ("role", "licence", "attribution")
 # Source keys that shape extraction only: editing them re-extracts but does not download again.
@@ -357,8 +360,18 @@ def clean_slice(config: Mapping[str, Any], sources: Iterable[str]) -> dict[str, 
 
 
 def mixture_slice(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What the mixture stage reads: ``mixture``."""
+    """The whole ``mixture`` section (both steps of the mixture stage together)."""
     return _sorted({"mixture": config["mixture"]})
+
+
+def vocab_mixture_slice(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the vocabulary's mixture (mixture/vocab.json) reads: ``mixture`` without the training keys."""
+    return _sorted({"mixture": _without(config["mixture"], TRAIN_MIXTURE_KEYS)})
+
+
+def train_mixture_slice(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the training mixture (mixture/mixture.json, from mixture/vocab.json) adds: α_train and the budget."""
+    return _sorted({"mixture": {key: config["mixture"][key] for key in TRAIN_MIXTURE_KEYS}})
 
 
 def vocab_slice(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,8 +381,11 @@ def vocab_slice(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def shards_slice(config: Mapping[str, Any]) -> dict[str, Any]:
     """What the shards stage reads: the whole config without local paths and execution settings, because the
-    manifest records it (so every edit that the manifest would show rebuilds the shards)."""
+    manifest records it (so every edit that the manifest would show rebuilds the shards). The training
+    mixture's keys are left out: they shape training batches, not the shards."""
     result = _without(config, LOCAL_KEYS + ("output_dir",) + DOWNSTREAM_KEYS)
+    if "mixture" in result:
+        result["mixture"] = _without(result["mixture"], TRAIN_MIXTURE_KEYS)
     for section, keys in EXECUTION_KEYS.items():
         if section in result:
             result[section] = _without(result[section], keys)

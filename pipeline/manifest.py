@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arrow_io import sha256_file, write_json
-from pipeline.config import DOWNSTREAM_KEYS, EXECUTION_KEYS
+from pipeline.config import DOWNSTREAM_KEYS, EXECUTION_KEYS, TRAIN_MIXTURE_KEYS
 from pipeline.errors import PolyforgeError
 
 MANIFEST_NAME = "manifest.json"
@@ -49,11 +49,13 @@ def library_versions() -> dict[str, str | None]:
 
 
 def portable_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated config without machine-local paths, execution settings and the sections read only after
-    the shards (train, eval, experiments): what shapes the data."""
+    """The validated config without machine-local paths, execution settings and what is read only after the
+    shards (train, eval, experiments, the training mixture's α_train and budget): what shapes the data."""
     result = copy.deepcopy(dict(cfg))
     for key in LOCAL_PATH_KEYS + DOWNSTREAM_KEYS:
         result.pop(key, None)
+    for key in TRAIN_MIXTURE_KEYS:
+        result.get("mixture", {}).pop(key, None)
     for section, keys in EXECUTION_KEYS.items():
         for key in keys:
             result.get(section, {}).pop(key, None)
@@ -91,10 +93,21 @@ def totals(shards: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def spm_reference(shards_dir: Path, spm_model: str | os.PathLike[str], sha256: str) -> dict[str, str]:
-    """The model's path relative to the output root (the shards dir's parent) when it is inside it."""
-    model, root = Path(spm_model).resolve(), shards_dir.resolve().parent
-    path = model.relative_to(root).as_posix() if model.is_relative_to(root) else model.name
-    return {"path": path, "sha256": sha256}
+    """The model's path relative to the nearest folder above the shards dir that holds it: the output root, for
+    ``shards/`` and for an experiment's ``shards/{key}/`` alike (``vocab/spm.model``, ``vocab/{key}/spm.model``)."""
+    model = Path(spm_model).resolve()
+    for root in shards_dir.resolve().parents:
+        if model.is_relative_to(root):
+            return {"path": model.relative_to(root).as_posix(), "sha256": sha256}
+    return {"path": model.name, "sha256": sha256}
+
+
+def _spm_path(shards_dir: Path, relative: str) -> Path:
+    """Where a manifest's spm_model path points: below the nearest folder above the shards dir that has it."""
+    for root in shards_dir.parents:
+        if (root / relative).is_file():
+            return root / relative
+    return shards_dir.parent / relative
 
 
 def build_manifest(shards_dir: str | os.PathLike[str], shards: Sequence[Mapping[str, Any]],
@@ -194,7 +207,7 @@ def verify(manifest_path: str | os.PathLike[str]) -> Verification:
 
 def _verify_spm(data: Mapping[str, Any], shards_dir: Path, result: Verification) -> None:
     spm = data.get("spm_model") or {}
-    model = shards_dir.parent / spm.get("path", "vocab/spm.model")
+    model = _spm_path(shards_dir, spm.get("path", "vocab/spm.model"))
     if not model.is_file():
         result.notes.append(f"SentencePiece model {model} not found; its sha256 was not rechecked")
         return

@@ -5,10 +5,17 @@ p_i = n_i / Σ_j n_j and q_i = p_i^α / Σ_j p_j^α (XLM, Conneau & Lample 2019)
 batches).  n_i is counted in ``mixture.unit``: sentences (train rows) or characters (of train rows).
 ``mixture.token_budget`` is in that same unit, so the expected number of passes over a language's
 data is passes_i = q_i · budget / n_i.  Languages with no train data are excluded with a warning.
+
+The stage writes two files in two steps, so that α_train reaches training alone: ``mixture/vocab.json`` (counts,
+p and the vocabulary sample's q; what the vocab stage reads) from the clean files, then ``mixture/mixture.json``
+(the same plus α_train's q, factors and passes; what training reads) and ``alpha.png`` from vocab.json.  Editing
+``alpha_train`` or ``token_budget`` rewrites only the second, so the vocabulary and the shards stay.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -65,41 +72,52 @@ def split_empty(sizes: Mapping[str, int]) -> tuple[dict[str, int], list[str]]:
     return kept, empty
 
 
-def compute_mixture(
-    counts: Mapping[str, Mapping[str, int]], unit: str, alpha_vocab: float, alpha_train: float, token_budget: int
-) -> dict[str, Any]:
-    """The whole mixture.json content from per-language counts (``rows`` and maybe ``chars``)."""
+def compute_vocab_mixture(counts: Mapping[str, Mapping[str, int]], unit: str, alpha_vocab: float) -> dict[str, Any]:
+    """mixture/vocab.json from per-language counts (``rows`` and maybe ``chars``): sizes, p and q for α_vocab."""
     key = "chars" if unit == "characters" else "rows"
     sizes, empty = split_empty({lang: c[key] for lang, c in counts.items()})
     warnings = [f"language {lang!r} has no {unit} in the train split: excluded from the mixture" for lang in empty]
     if not sizes:
         raise ValueError("every language is empty in the train split: nothing to mix")
     p = probabilities(sizes)
-    q_vocab, q_train = alpha_sample(p, alpha_vocab), alpha_sample(p, alpha_train)
+    q_vocab = alpha_sample(p, alpha_vocab)
     q_plot = {str(a): alpha_sample(p, a) for a in PLOT_ALPHAS}
-    languages = {}
-    for lang, n in sizes.items():
-        languages[lang] = {
-            **dict(counts[lang]),
-            "n": n,
-            "p": p[lang],
-            "q": {"vocab": q_vocab[lang], "train": q_train[lang]},
-            "factor": {"vocab": q_vocab[lang] / p[lang], "train": q_train[lang] / p[lang]},
-            # Expected passes over this language's data when `token_budget` units are drawn with q_train.
-            "passes": q_train[lang] * token_budget / n,
-            "q_by_alpha": {a: q[lang] for a, q in q_plot.items()},
-        }
+    languages = {
+        lang: {**dict(counts[lang]), "n": n, "p": p[lang], "q": {"vocab": q_vocab[lang]},
+               "factor": {"vocab": q_vocab[lang] / p[lang]}, "q_by_alpha": {a: q[lang] for a, q in q_plot.items()}}
+        for lang, n in sizes.items()
+    }  # fmt: skip
     return {
         "unit": unit,
-        "alpha": {"vocab": alpha_vocab, "train": alpha_train},
-        "token_budget": token_budget,
-        "budget_unit": unit,
+        "alpha": {"vocab": alpha_vocab},
         "total": sum(sizes.values()),
         "languages": languages,
         "excluded": empty,
         "warnings": warnings,
         "smallest": min(sizes, key=lambda lang: (sizes[lang], lang)),
     }
+
+
+def add_training(vocab_mixture: Mapping[str, Any], alpha_train: float, token_budget: int) -> dict[str, Any]:
+    """mixture/mixture.json: the vocabulary's mixture plus q for α_train, its factors and the passes per language."""
+    mixture = copy.deepcopy(dict(vocab_mixture))
+    p = {lang: entry["p"] for lang, entry in mixture["languages"].items()}
+    q_train = alpha_sample(p, alpha_train)
+    for lang, entry in mixture["languages"].items():
+        entry["q"]["train"] = q_train[lang]
+        entry["factor"]["train"] = q_train[lang] / p[lang]
+        # Expected passes over this language's data when `token_budget` units are drawn with q_train.
+        entry["passes"] = q_train[lang] * token_budget / entry["n"]
+    mixture["alpha"]["train"] = alpha_train
+    mixture.update(token_budget=token_budget, budget_unit=mixture["unit"])
+    return mixture
+
+
+def compute_mixture(
+    counts: Mapping[str, Mapping[str, int]], unit: str, alpha_vocab: float, alpha_train: float, token_budget: int
+) -> dict[str, Any]:
+    """The whole mixture.json content from per-language counts (``rows`` and maybe ``chars``)."""
+    return add_training(compute_vocab_mixture(counts, unit, alpha_vocab), alpha_train, token_budget)
 
 
 def plot_alpha(mixture: Mapping[str, Any], out_png: str | os.PathLike[str]) -> None:
@@ -154,6 +172,55 @@ def alpha_figure(mixture: Mapping[str, Any]) -> Any:
     return fig
 
 
+def count_languages(clean_paths: Mapping[str, str | os.PathLike[str]], unit: str) -> dict[str, dict[str, int]]:
+    counts = {}
+    for lang in sorted(clean_paths):
+        counts[lang] = count_language(clean_paths[lang], unit)
+        LOG.info("mixture: %s %s", lang, counts[lang])
+    return counts
+
+
+def run_vocab_mixture_stage(
+    cfg: Mapping[str, Any],
+    clean_paths: Mapping[str, str | os.PathLike[str]],
+    out_json: str | os.PathLike[str],
+    log: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Count every clean language's train split and write mixture/vocab.json; return it.
+
+    ``cfg`` needs ``mixture.unit`` and ``mixture.alpha_vocab`` (``pipeline.config.vocab_mixture_slice``).
+    """
+    mcfg = cfg["mixture"]
+    with stage_logging(log):
+        mixture = compute_vocab_mixture(count_languages(clean_paths, mcfg["unit"]), mcfg["unit"], mcfg["alpha_vocab"])
+        for warning in mixture["warnings"]:
+            LOG.warning("mixture: %s", warning)
+        write_json(out_json, mixture)
+        LOG.info("mixture: wrote %s", Path(out_json))
+    return mixture
+
+
+def run_train_mixture_stage(
+    cfg: Mapping[str, Any],
+    vocab_json: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+    out_png: str | os.PathLike[str],
+    log: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Add α_train's q and passes to mixture/vocab.json: write mixture/mixture.json and alpha.png; return it.
+
+    ``cfg`` needs ``mixture.alpha_train`` and ``mixture.token_budget`` (``pipeline.config.train_mixture_slice``).
+    """
+    mcfg = cfg["mixture"]
+    with stage_logging(log):
+        vocab_mixture = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+        mixture = add_training(vocab_mixture, mcfg["alpha_train"], mcfg["token_budget"])
+        write_json(out_json, mixture)
+        plot_alpha(mixture, out_png)
+        LOG.info("mixture: wrote %s and %s", Path(out_json), Path(out_png))
+    return mixture
+
+
 def run_mixture_stage(
     cfg: Mapping[str, Any],
     clean_paths: Mapping[str, str | os.PathLike[str]],
@@ -161,16 +228,13 @@ def run_mixture_stage(
     out_png: str | os.PathLike[str],
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Count every clean language's train split, write mixture.json and alpha.png; return the mixture.
+    """Both steps in one call (no vocab.json written): count, then write mixture.json and alpha.png.
 
     ``cfg`` needs only the ``mixture`` section (``pipeline.config.mixture_slice``).
     """
     mcfg = cfg["mixture"]
     with stage_logging(log):
-        counts = {}
-        for lang in sorted(clean_paths):
-            counts[lang] = count_language(clean_paths[lang], mcfg["unit"])
-            LOG.info("mixture: %s %s", lang, counts[lang])
+        counts = count_languages(clean_paths, mcfg["unit"])
         mixture = compute_mixture(counts, mcfg["unit"], mcfg["alpha_vocab"], mcfg["alpha_train"], mcfg["token_budget"])
         for warning in mixture["warnings"]:
             LOG.warning("mixture: %s", warning)

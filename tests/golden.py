@@ -17,8 +17,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny.sha256"
 # Every promised-identical data file: Arrow datasets, shards, manifest, SentencePiece model and the
 # stats/mixture/vocab JSON. Downloads (raw/), plots, logs and timings are not data.
 DATA_DIRS = ("extracted", "clean", "rejected", "shards", "vocab/hf")
-DATA_FILES = ("stats/languages.json", "stats/lid_udhr.json", "mixture/mixture.json", "vocab/spm.model",
-              "vocab/spm.vocab", "vocab/report.json")  # fmt: skip
+DATA_FILES = ("stats/languages.json", "stats/lid_udhr.json", "mixture/vocab.json", "mixture/mixture.json",
+              "vocab/spm.model", "vocab/spm.vocab", "vocab/report.json")  # fmt: skip
 
 
 def data_files(root: Path) -> list[Path]:

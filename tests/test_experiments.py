@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,221 @@ def test_fewer_languages_re_extract_but_download_nothing(base: dict) -> None:
 def test_unknown_stage_is_refused(base: dict) -> None:
     with pytest.raises(ValueError, match="unknown stage 'vocabulary'"):
         ex.stage_key(base, "vocabulary")
+
+
+def test_layouts_key_only_the_folders_a_variant_changes(base: dict) -> None:
+    runs = ex.layouts(base)
+    assert list(runs)[0] == "tiny" and runs["tiny"].variant is None
+    assert all(not key for key in runs["tiny"].keys.values())
+    mlm_only, vocab_8k, alpha = runs["mlm_only"], runs["vocab_8k"], runs["alpha_0.3"]
+    assert mlm_only.manifest == "shards/manifest.json" and mlm_only.vocab_file("spm.model") == "vocab/spm.model"
+    assert vocab_8k.vocab_file("spm.model") == f"vocab/{ex.stage_key(vocab_8k.config, 'vocab')}/spm.model"
+    assert vocab_8k.manifest.startswith("shards/") and vocab_8k.manifest != "shards/manifest.json"
+    assert vocab_8k.clean_files() == runs["tiny"].clean_files()  # the clean corpus is shared
+    assert alpha.train_mixture != "mixture/mixture.json" and alpha.vocab_mixture == "mixture/vocab.json"
+    assert alpha.manifest == "shards/manifest.json"  # α_train rebuilds neither vocabulary nor shards
+    two = runs["two_langs"]
+    assert two.clean_files() == [f"clean/{two.keys['clean']}/clean/{lang}.arrow" for lang in ("de", "en")]
+    assert [t.run for t in ex.stage_instances(runs, "vocab")][0] == "tiny"
+
+
+def test_seeds_rerun_the_default_run_too_and_share_its_data() -> None:
+    runs = ex.layouts(_base({"seeds": 2, "mlm_only": GRID["mlm_only"]}))
+    assert list(runs) == ["tiny", "tiny-seed1", "mlm_only", "mlm_only-seed1"]
+    assert runs["tiny-seed1"].config["train"]["seed"] == 1235 and runs["tiny-seed1"].variant is None
+    assert ex.variant_runs(runs, default="default") == {"default": ["tiny", "tiny-seed1"],
+                                                        "mlm_only": ["mlm_only", "mlm_only-seed1"]}  # fmt: skip
+    assert {layout.manifest for layout in runs.values()} == {"shards/manifest.json"}
+
+
+def test_a_variant_may_not_refetch_a_source_nor_take_the_comparison_folder() -> None:
+    changed = {"libreoffice_help": {"adapter": "deb", "packages": ["libreoffice-help-en-us"], "format": "libreoffice_help",
+                                    "role": "train", "licence": "MPL-2.0"}}  # fmt: skip
+    with pytest.raises(pfconfig.ConfigError, match=r"experiments\.en_only: source 'libreoffice_help' is fetched"):
+        ex.layouts(_base({"en_only": {"sources": changed, "languages": {"en": {}}}}))
+    with pytest.raises(pfconfig.ConfigError, match="experiments.experiments: run name 'experiments'"):
+        ex.check_experiments(_base({"experiments": {}}))
+
+
+def test_training_mixture_keys_are_left_out_of_the_shards_and_vocab_mixture(base: dict) -> None:
+    alpha = ex.variant_config(base, "alpha_0.3")
+    assert pfconfig.shards_slice(alpha) == pfconfig.shards_slice(base)
+    assert pfconfig.vocab_mixture_slice(alpha) == pfconfig.vocab_mixture_slice(base)
+    assert pfconfig.train_mixture_slice(alpha) != pfconfig.train_mixture_slice(base)
+    assert "alpha_train" not in pfconfig.shards_slice(base)["mixture"]
+
+
+# ----------------------------------------------------------------------------- the workflow (tiny run copied)
+
+TWO_VARIANTS = {
+    # A train-only change and a vocabulary change; `common` trains each for a few steps and evaluates on small caps.
+    "common": {"train": {"max_steps": 40, "eval_every": 40, "checkpoint_every": 40},
+               "eval": {"reference": {"enabled": False}, "classify": {"max_train": 100, "epochs": 1},
+                        "mlm": {"max_sequences": 20}}},
+    "mlm_only": {"train": {"objectives": {"mlm": 1.0}}},
+    "vocab_1k": {"vocab": {"vocab_size": 1000}},
+}
+
+
+def _experiment_config(path: Path, experiments: dict) -> Path:
+    raw = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    raw["experiments"] = experiments
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _snakemake(root: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    from tests.workflow_runner import snakemake_command
+
+    command = snakemake_command(root, configfile=str(configfile), cores=2) + list(args)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+
+
+def _planned_jobs(root: Path, configfile: Path, target: str) -> dict[str, int]:
+    result = _snakemake(root, configfile, "--dry-run", target)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()[3:]
+    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+
+
+@pytest.fixture(scope="module")
+def experiment_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, int], dict]:
+    """The tiny run copied (mtimes kept), planned and then run with two variants up to their comparison."""
+    root = tmp_path_factory.mktemp("experiments") / "results"
+    shutil.copytree(tiny_run, root, symlinks=True)
+    configfile = _experiment_config(root.parent / "experiments.yaml", TWO_VARIANTS)
+    plan = _planned_jobs(root, configfile, "experiments")
+    plan_one = _planned_jobs(root, configfile, "experiment_mlm_only")
+    before = {path: (root / path).stat().st_mtime_ns for path in SHARED_FILES}
+    result = _snakemake(root, configfile, "experiments")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, configfile, {"experiments": plan, "experiment_mlm_only": plan_one}, before
+
+
+# The default run's data, which neither variant may rebuild.
+SHARED_FILES = ("clean/en.arrow", "mixture/vocab.json", "mixture/mixture.json", "vocab/spm.model",
+                "shards/manifest.json")  # fmt: skip
+
+
+@pytest.mark.workflow
+def test_the_plan_builds_only_what_a_variant_changes(experiment_run: tuple) -> None:
+    root, _, plans, _ = experiment_run
+    base = pfconfig.prepare(yaml.safe_load((root.parent / "experiments.yaml").read_text()))
+    keys = ex.layouts(base)["vocab_1k"].keys
+    plan = plans["experiments"]
+    # Three runs (the reference under `common`, two variants) trained and evaluated, and one vocabulary and one set
+    # of shards: the vocab variant's own.
+    assert plan["train"] == 3 and plan["retrieval"] == 3 and plan["comparison"] == 1
+    assert plan[f"vocab_{keys['vocab']}"] == 1 and plan[f"shards_{keys['shards']}"] == 1
+    # Nothing of the default run's data is rebuilt, and the clean corpus and mixture are shared.
+    shared = {"download", "extract", "clean", "vocab_mixture", "mixture", "vocab", "shards"}
+    assert not shared & set(plan) and not [job for job in plan if job.startswith(("clean_", "mixture_", "extract_"))]
+    # One variant alone: its own training and evaluation, nothing else.
+    assert plans["experiment_mlm_only"] == {"train": 1, "retrieval": 1, "classify": 1, "eval_mlm": 1,
+                                            "experiment_mlm_only": 1}  # fmt: skip
+
+
+@pytest.mark.workflow
+def test_variants_write_their_own_folders_and_leave_the_shared_ones(experiment_run: tuple) -> None:
+    root, configfile, _, before = experiment_run
+    base = pfconfig.prepare(yaml.safe_load(configfile.read_text()))
+    keys = ex.layouts(base)["vocab_1k"].keys
+    assert {path: (root / path).stat().st_mtime_ns for path in SHARED_FILES} == before
+    assert (root / "vocab" / keys["vocab"] / "spm.model").is_file()
+    manifest = json.loads((root / "shards" / keys["shards"] / "manifest.json").read_text())
+    assert manifest["spm_model"]["path"] == f"vocab/{keys['vocab']}/spm.model"
+    assert manifest["config"]["vocab"]["vocab_size"] == 1000 and "alpha_train" not in manifest["config"]["mixture"]
+    assert not (root / "clean" / keys["vocab"]).exists() and not keys["clean"]
+    for run in ("reference", "mlm_only", "vocab_1k"):
+        assert (root / "models" / run / "model.pt").is_file()
+    # A rerun plans nothing: the variants' outputs are complete and nothing they share was touched.
+    assert _planned_jobs(root, configfile, "experiments") == {}
+
+
+@pytest.mark.workflow
+def test_the_comparison_holds_every_variant_and_language(experiment_run: tuple) -> None:
+    root, configfile, *_ = experiment_run
+    comparison = json.loads((root / "eval" / "experiments" / "comparison.json").read_text())
+    assert comparison["groups"] == {"default": ["reference"], "mlm_only": ["mlm_only"], "vocab_1k": ["vocab_1k"]}
+    assert list(comparison["languages"]) == ["de", "en", "hi"]
+    de = comparison["languages"]["de"]
+    assert set(de) == {"retrieval", "zero_shot", "mlm_perplexity"}
+    perplexity = de["mlm_perplexity"]
+    assert perplexity["default"]["runs"]["reference"] > 1 and perplexity["vocab_1k"]["runs"]["vocab_1k"] > 1
+    mlm_only, default = perplexity["mlm_only"], perplexity["default"]
+    assert mlm_only["difference"] == pytest.approx(mlm_only["mean"] - default["mean"])
+    assert comparison["languages"]["en"]["retrieval"]["default"]["runs"]["reference"] is None  # the pivot: no pair
+    for name in ("comparison.md", "comparison.png", "differences.png"):
+        assert (root / "eval" / "experiments" / name).stat().st_size > 0
+    # The report of the experiments shows the comparison's plots and table with their captions.
+    report = root.parent / "experiments.html"
+    result = _snakemake(root, configfile, "--report", str(report), "experiments")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.read_text(encoding="utf-8")
+    for title in ("Experiments: every variant beside the default run", "Difference from the default run",
+                  "Experiments table"):  # fmt: skip
+        assert title in text, title
+
+
+@pytest.mark.workflow
+def test_editing_alpha_train_retrains_without_rebuilding_vocabulary_or_shards(tiny_run: Path, tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    raw["mixture"]["alpha_train"] = 0.3
+    edited = tmp_path / "alpha.yaml"
+    edited.write_text(yaml.safe_dump(raw))
+    plan = _planned_jobs(tiny_run, edited, "all")
+    assert {"mixture", "train"} <= set(plan), plan
+    assert not {"vocab_mixture", "vocab", "shards", "clean"} & set(plan), plan
+
+
+def test_a_bad_variant_stops_the_workflow_naming_the_variant_and_key(tmp_path: Path) -> None:
+    configfile = _experiment_config(tmp_path / "bad.yaml", {"vocab_8k": {"vocab": {"vocab_sise": 8000}}})
+    result = _snakemake(tmp_path / "results", configfile, "--dry-run", "experiments")
+    assert result.returncode != 0
+    assert "experiments.vocab_8k: unknown config key(s) 'vocab_sise' under vocab" in result.stdout + result.stderr
+
+
+def test_common_overlay_reaches_every_variant_and_a_reference_run() -> None:
+    base = _base({"common": {"train": {"max_steps": 50}}, "seeds": 2, "mlm_only": GRID["mlm_only"]})
+    assert ex.variants(base) == ["mlm_only"]
+    assert ex.variant_config(base, "mlm_only")["train"]["max_steps"] == 50
+    assert ex.variant_config(base, "reference")["train"]["objectives"] == base["train"]["objectives"]
+    assert ex.comparison_groups(base) == {"default": ["reference", "reference-seed1"],
+                                          "mlm_only": ["mlm_only", "mlm_only-seed1"]}  # fmt: skip
+    runs = ex.layouts(base)
+    assert list(runs) == ["tiny", "reference", "reference-seed1", "mlm_only", "mlm_only-seed1"]
+    assert runs["tiny"].config["train"]["max_steps"] == base["train"]["max_steps"]  # the default run is untouched
+
+
+def _results(retrieval: float | None, accuracy: float, perplexity: float) -> dict:
+    row = {"status": "ok", "ours": {"test": {"cosine": {"mean": retrieval}}}} if retrieval is not None else None
+    return {
+        "retrieval": {"headline": "cosine", "pivot": "en", "libreoffice": {"languages": {"de": row} if row else {}}},
+        "classify": {"languages": {lang: {"status": "ok", "finetune_ours": {"accuracy": accuracy}} for lang in ("en", "de")}},
+        "mlm": {"mlm": {lang: {"status": "ok", "ours": {"perplexity": perplexity}} for lang in ("en", "de")}},
+    }  # fmt: skip
+
+
+def test_comparison_shows_every_seed_the_difference_and_whether_it_exceeds_the_spread() -> None:
+    from model import comparison
+
+    groups = {"default": ["base", "base-seed1"], "tlm_off": ["tlm_off", "tlm_off-seed1"], "few": ["few"]}
+    results = {"base": _results(0.40, 0.5, 100.0), "base-seed1": _results(0.42, 0.6, 110.0),
+               "tlm_off": _results(0.20, 0.55, 104.0), "tlm_off-seed1": _results(0.22, 0.5, 108.0),
+               "few": _results(None, 0.7, 90.0)}  # fmt: skip
+    run_languages = {run: ["en", "de"] for run in results} | {"few": ["en"]}
+    table = comparison.compare(groups, ["en", "de"], results, run_languages)
+    retrieval = table["languages"]["de"]["retrieval"]
+    assert retrieval["default"]["runs"] == {"base": 0.40, "base-seed1": 0.42}
+    assert retrieval["tlm_off"]["difference"] == pytest.approx(-0.20)
+    assert retrieval["tlm_off"]["beyond_spread"] is True  # 0.20 apart, each group spread 0.02
+    accuracy = table["languages"]["de"]["zero_shot"]["tlm_off"]
+    assert accuracy["difference"] == pytest.approx(-0.025) and accuracy["beyond_spread"] is False
+    assert table["languages"]["de"]["mlm_perplexity"]["few"]["runs"] == {"few": None}  # not one of its languages
+    assert table["languages"]["en"]["retrieval"]["default"]["mean"] is None  # the pivot
+    assert any(line.startswith("mlm_perplexity, de, few: not one of the run's languages") for line in table["missing"])
+    markdown = comparison.to_markdown(table, {run: 1 for run in results})
+    assert "| de | 0.400 / 0.420 (mean 0.410) | 0.200 / 0.220 (mean 0.210) | -0.200* |" in markdown

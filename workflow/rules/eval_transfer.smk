@@ -8,6 +8,7 @@
 # One rule per family, so they run in parallel and `snakemake results/eval/{run}/classify.json` builds one.
 # The model is checked against vocab/spm.model (the vocabulary the data was encoded with). One thread each:
 # on a busy 2-core machine torch with 2 threads ran a forward pass 6x slower than with 1 (measured).
+# An experiment run reads its own Layout's vocabulary, shards and clean files (layout_of in common.smk).
 
 EVAL_RUN = config["train"]["run_name"]
 FREEDICT_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] == "freedict"]
@@ -16,8 +17,8 @@ FREEDICT_SOURCES = [s for s in EVAL_SOURCES if config["sources"][s]["format"] ==
 rule eval_mlm:
     input:
         model=out("models", "{run}", "model.pt"),
-        spm=out("vocab", "spm.model"),
-        manifest=out("shards", "manifest.json"),
+        spm=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        manifest=lambda wildcards: out(layout_of(wildcards).manifest),
     output:
         json=out("eval", "{run}", "mlm.json"),
         png=report(out("eval", "{run}", "mlm.png"), caption="../report/mlm.rst", category="5. Evaluation", subcategory="language modelling"),
@@ -26,9 +27,9 @@ rule eval_mlm:
     benchmark:
         out("benchmarks", "eval", "{run}", "mlm.tsv")
     params:
-        mlm=config["eval"]["mlm"],
-        pivot=config["pivot"],
-        seed=config["seed"],
+        mlm=lambda wildcards: layout_of(wildcards).config["eval"]["mlm"],
+        pivot=lambda wildcards: layout_of(wildcards).config["pivot"],
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 1
     run:
         from model.mlm_eval import run_mlm_eval
@@ -39,8 +40,8 @@ rule eval_mlm:
 rule classify:
     input:
         model=out("models", "{run}", "model.pt"),
-        spm=out("vocab", "spm.model"),
-        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
+        spm=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        clean=lambda wildcards: [out(path) for path in layout_of(wildcards).clean_files()],
     output:
         json=out("eval", "{run}", "classify.json"),
         png=report(out("eval", "{run}", "classify.png"), caption="../report/classify.rst", category="5. Evaluation",
@@ -50,10 +51,10 @@ rule classify:
     benchmark:
         out("benchmarks", "eval", "{run}", "classify.tsv")
     params:
-        classify=config["eval"]["classify"],
-        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
-        pivot=config["pivot"],
-        seed=config["seed"],
+        classify=lambda wildcards: layout_of(wildcards).config["eval"]["classify"],
+        clean=lambda wildcards, input: dict(zip(layout_of(wildcards).languages, input.clean)),
+        pivot=lambda wildcards: layout_of(wildcards).config["pivot"],
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 1
     run:
         from model.classify import run_classify
@@ -64,9 +65,9 @@ rule classify:
 rule lexicon:
     input:
         model=out("models", "{run}", "model.pt"),
-        spm=out("vocab", "spm.model"),
-        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
-        freedict=expand(out("extracted", "{source}"), source=FREEDICT_SOURCES),
+        spm=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        clean=lambda wildcards: [out(path) for path in layout_of(wildcards).clean_files()],
+        freedict=lambda wildcards: [out(layout_of(wildcards).extracted(s)) for s in sources_of(layout_of(wildcards), "eval", "freedict")],
     output:
         json=out("eval", "{run}", "lexicon.json"),
         png=report(out("eval", "{run}", "lexicon.png"), caption="../report/lexicon.rst", category="5. Evaluation",
@@ -76,10 +77,10 @@ rule lexicon:
     benchmark:
         out("benchmarks", "eval", "{run}", "lexicon.tsv")
     params:
-        lexicon=config["eval"]["lexicon"],
-        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
-        pivot=config["pivot"],
-        seed=config["seed"],
+        lexicon=lambda wildcards: layout_of(wildcards).config["eval"]["lexicon"],
+        clean=lambda wildcards, input: dict(zip(layout_of(wildcards).languages, input.clean)),
+        pivot=lambda wildcards: layout_of(wildcards).config["pivot"],
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 1
     run:
         from model.lexicon import run_lexicon

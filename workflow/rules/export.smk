@@ -7,7 +7,7 @@
 rule export:
     input:
         model=out("models", "{run}", "model.pt"),
-        vocab=out("vocab", "hf"),
+        vocab=lambda wildcards: out(layout_of(wildcards).vocab_file("hf")),
     output:
         directory(out("models", "{run}", "hf")),
     log:

@@ -35,8 +35,8 @@ rule summary:
     log:
         out("logs", "eval", "summary-{run}.log"),
     params:
-        languages=LANGUAGES,
-        pivot=config["pivot"],
+        languages=lambda wildcards: layout_of(wildcards).languages,
+        pivot=lambda wildcards: layout_of(wildcards).config["pivot"],
     run:
         from model.summary import write_summary
 

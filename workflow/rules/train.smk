@@ -3,26 +3,29 @@
 # models/{run}/checkpoints/{fingerprint}/, deliberately not a declared output: Snakemake deletes declared and
 # incomplete outputs before a rerun, and a killed run must resume from them (`make run` again).
 # train.nproc > 1 runs torchrun (DDP); otherwise `python -m model.train`. Output of either goes to the log.
+# {run} is the default run (train.run_name) or a run of an experiment variant (pipeline/experiments.py): each reads
+# its own Layout's shards, training mixture and vocabulary, and trains with its own train section.
 
 RUN = config["train"]["run_name"]
 
 
 rule train:
     input:
-        manifest=out("shards", "manifest.json"),
-        mixture=out("mixture", "mixture.json"),
-        spm=out("vocab", "spm.model"),
+        unpack(train_inputs),
     output:
-        model=out("models", RUN, "model.pt"),
-        spm=out("models", RUN, "spm.model"),
-        metrics=out("models", RUN, "metrics.jsonl"),
-        plot=report(out("models", RUN, "loss.png"), caption="../report/loss.rst", category="4. Training"),
+        model=out("models", "{run}", "model.pt"),
+        spm=out("models", "{run}", "spm.model"),
+        metrics=out("models", "{run}", "metrics.jsonl"),
+        plot=report(out("models", "{run}", "loss.png"), caption="../report/loss.rst", category="4. Training",
+                    subcategory="{run}"),
     log:
-        out("logs", f"train-{RUN}.log"),
+        out("logs", "train-{run}.log"),
     benchmark:
-        out("benchmarks", f"train-{RUN}.tsv")
+        out("benchmarks", "train-{run}.tsv")
+    wildcard_constraints:
+        run=RUN_PATTERN,
     params:
-        train=config["train"],
+        train=lambda wildcards: LAYOUTS[wildcards.run].config["train"],
     threads: config["train"]["threads"]
     resources:
         mem_mb=4000,
@@ -30,7 +33,8 @@ rule train:
     run:
         from model.train import launch
 
-        launch(params.train, OUT, out("models", RUN), threads, log[0])
+        data = {"manifest": input.manifest, "mixture": input.mixture, "spm": input.spm}
+        launch(params.train, OUT, out("models", wildcards.run), threads, log[0], data=data)
 
 
 ALL_TARGETS.extend([out("models", RUN, name) for name in ("model.pt", "spm.model", "metrics.jsonl", "loss.png")])
