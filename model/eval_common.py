@@ -74,9 +74,10 @@ def load_models(model_pt: str | os.PathLike[str], spm_model: str | os.PathLike[s
     return Models(model, random_twin(model, seed), meta, sp)
 
 
-def no_data(reason: str) -> dict[str, str]:
-    """A table row for a language that could not be scored: shown as "no data", never dropped."""
-    return {"status": NO_DATA, "reason": reason}
+def no_data(reason: str, **counts: int) -> dict[str, Any]:
+    """A table row for a language that could not be scored: shown as "no data", never dropped (with the counts
+    that fell short, where there are any)."""
+    return {"status": NO_DATA, "reason": reason, **counts}
 
 
 def set_threads(threads: int | None) -> None:

@@ -40,7 +40,7 @@ import torch
 from model import geometry
 from model.checkpoint import check_vocabulary, load_model
 from model.embed import SPECIAL, encode, sentence_vectors
-from model.eval_common import random_twin
+from model.eval_common import NO_DATA, no_data, random_twin
 from model.xlm import XLM
 from pipeline import langs
 from pipeline.arrow_io import atomic_path, iter_rows, write_json
@@ -52,7 +52,6 @@ LOG = logging.getLogger(__name__)
 
 VARIANTS = ("cosine", "cosine_centred", "margin", "margin_centred")
 HEADLINE = "cosine"  # XTREME's measure; the one the summary, the plots and the resource family use
-NO_DATA = "no data"
 UDHR_FORMAT = "udhr"
 LIBREOFFICE_FORMAT = "libreoffice_help"
 PASSAGE = "passage: "  # e5's document prefix, on both sides of a retrieval
@@ -388,10 +387,6 @@ def load_models(model_dir: Path, spm_path: Path, pivot: str, seed: int, batch_si
 
 def embed_pairs(encoder: Encoder, pivot: str, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
     return encoder.vectors(pairs.src, pivot), encoder.vectors(pairs.tgt, pairs.lang)
-
-
-def no_data(reason: str, **counts: int) -> dict[str, Any]:
-    return {"status": NO_DATA, "reason": reason, **counts}
 
 
 def score_language(models: Models, pivot: str, test: PairSet, valid_curves: dict, settings: dict) -> dict[str, Any]:
