@@ -38,15 +38,25 @@ bench: $(STAMP) system-deps
 
 env: $(STAMP)
 
+# The install is keyed on what it installs (the torch pin and requirements.lock's sha256, written into the
+# stamp), not on mtimes: a fresh clone or worktree has new mtimes but needs no reinstall when .venv already
+# holds this lock; a changed lock (or a missing .venv) reinstalls. The stamp is a phony target exactly when
+# its content differs.
+TORCH := torch==2.13.0
+LOCK_KEY := $(TORCH) $(firstword $(shell sha256sum requirements.lock))
+ifneq ($(shell cat $(STAMP) 2>/dev/null),$(LOCK_KEY))
+.PHONY: $(STAMP)
+endif
+
 # torch first (on these machines pip takes the CPU build from local disk), without its dependencies:
 # those are pinned with hashes in requirements.lock with the rest; `pip check` proves nothing is missing.
-$(STAMP): requirements.lock
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-deps torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps $(TORCH)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip check
-	touch $(STAMP)
+	echo '$(LOCK_KEY)' > $(STAMP).tmp && mv $(STAMP).tmp $(STAMP)
 
 # What a fresh Debian machine lacks: package lists for `apt-get download`, groff, npm.
 system-deps:

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,6 +117,12 @@ class TrainConfig:
     """DataLoader worker processes per rank (batches are stateless: any number gives the same run)."""
     nproc: int = 1
     """Processes (torchrun) on this node; > 1 trains with DistributedDataParallel."""
+    nodes: int = 1
+    """Nodes (Slurm); > 1: one torchrun per node, started by srun (model/launch.py)."""
+    gpus_per_node: int | None = None
+    """GPUs asked of Slurm per node; None: nproc when device is cuda, else 0."""
+    rdzv_port: int = 29500
+    """Port of the c10d rendezvous on the first node (nodes > 1)."""
     device: str = "auto"
     """auto (cuda when available) | cpu | cuda."""
     log_every: int = 10
@@ -135,7 +140,8 @@ class TrainConfig:
 
     # Keys that do not change what is computed, so not part of the fingerprint.
     NOT_FINGERPRINTED = ("run_name", "max_minutes", "num_workers", "log_every", "eval_every", "eval_batches",
-                         "checkpoint_every", "keep_checkpoints", "device", "threads")  # fmt: skip
+                         "checkpoint_every", "keep_checkpoints", "device", "threads", "nodes", "gpus_per_node",
+                         "rdzv_port")  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -498,7 +504,8 @@ def find_resume(folder: Path, explicit: Path | None, fields: Mapping[str, Any]) 
 def train(cfg: TrainConfig, paths: Paths, threads: int | None = None, resume: Path | None = None) -> dict[str, Any]:
     """The whole run; returns the final metrics record (on every rank)."""
     ddp = setup_distributed(cfg.device)
-    torch.set_num_threads(max(1, (threads or cfg.threads) // ddp.world_size))
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world_size))  # this node's share of the world
+    torch.set_num_threads(max(1, (threads or cfg.threads) // local_procs))
     corpus, model_cfg = build(cfg, paths)
     precision = cfg.precision
     if precision == "bf16" and not native_bf16(ddp.device):
@@ -674,32 +681,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def launch(train_slice: Mapping[str, Any], root: str | os.PathLike[str], out: str | os.PathLike[str], threads: int,
-           log: str | os.PathLike[str], data: Mapping[str, str | os.PathLike[str]] | None = None) -> None:  # fmt: skip
-    """What the Snakemake rule runs: ``python -m model.train``, or torchrun when train.nproc > 1; output to log.
-
-    ``data`` may name the ``manifest``, ``mixture`` and ``spm`` files where they are not ROOT's defaults.
-    """
-    nproc = int(train_slice.get("nproc", 1))
-    args = ["--root", str(root), "--out", str(out), "--config-json", json.dumps(dict(train_slice)),
-            "--threads", str(threads)]  # fmt: skip
-    for name, path in sorted((data or {}).items()):
-        args += [f"--{name}", str(path)]
-    if nproc > 1:
-        torchrun = Path(sys.executable).with_name("torchrun")
-        command = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m", "model.train", *args]
-    else:
-        command = [sys.executable, "-m", "model.train", *args]
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as handle:
-        handle.write(" ".join(command) + "\n")
-        handle.flush()
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
-    if result.returncode != 0:
-        tail = "\n".join(Path(log).read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"training failed ({result.returncode}); log {log}:\n{tail}")
 
 
 if __name__ == "__main__":
