@@ -43,7 +43,7 @@ class UnsupervisedConfig:
     hours on a GPU); ``csls_k`` comes from eval.lexicon, so both maps are scored with one CSLS.
     """
 
-    kinds: tuple[str, ...] = ("input_embedding", "contextual")
+    kinds: tuple[str, ...] = ("contextual",)
     epochs: int = 2
     iterations: int = 200
     batch_size: int = 128
