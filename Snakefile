@@ -40,6 +40,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/eval_retrieval.smk"
 include: "workflow/rules/eval_transfer.smk"
+include: "workflow/rules/transfer.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/experiments.smk"
 

@@ -1,4 +1,5 @@
-"""Unsupervised alignment (MUSE): a planted rotation is recovered on anisotropic, clustered vectors.
+"""Unsupervised alignment (MUSE): a planted rotation is recovered on anisotropic, clustered vectors; the
+evaluation family (model/unsupervised.py) scores it as the lexicon family scores Procrustes, on its test words.
 
 On isotropic vectors every rotation of the source cloud looks the same to a discriminator, so the planted
 map cannot be found and such a test would prove nothing; the same run on them is shown to fail.
@@ -7,13 +8,16 @@ map cannot be found and such a test would prove nothing; the same run on them is
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from model import align as al
-from model import geometry
+from model import geometry, lexicon
+from model import unsupervised as un
 
 # Small enough for a few seconds per run on two loaded cores; what the planted-rotation runs were tuned on
 # (data seeds 0-3, 3 restarts: recovered on 3 of 4, restart 0 alone on 1 of 4; see the report).
@@ -81,7 +85,9 @@ def test_isotropic_vectors_do_not_pass_by_accident() -> None:
 
 def test_refinement_alone_improves_a_roughly_right_map() -> None:
     x, y, gold, rotation = planted(seed=3)
-    rough = rotation @ geometry.procrustes(np.eye(8), np.eye(8) + 0.25 * np.random.default_rng(0).standard_normal((8, 8)))
+    rough = rotation @ geometry.procrustes(
+        np.eye(8), np.eye(8) + 0.25 * np.random.default_rng(0).standard_normal((8, 8))
+    )
     before = p_at_1(x, y, rough, gold)
     result = al.align(x, y, al.AlignConfig(refine_iterations=5), w0=rough)
     after = p_at_1(x, y, result.w, gold)
@@ -115,3 +121,85 @@ def test_bad_inputs_are_refused() -> None:
         al.align(np.ones((5, 3)), np.ones((5, 4)))
     with pytest.raises(ValueError, match="source vectors"):
         al.align(np.full((5, 3), np.nan), np.ones((5, 3)))
+
+
+# ------------------------------------------------------------------- the evaluation family (model/unsupervised.py)
+
+
+def _planted_split(gold: np.ndarray, n_seed: int = 300, n_test: int = 200) -> lexicon.Split:
+    """Seed pairs and test queries of a planted dictionary (source row i translates to target row gold[i])."""
+    rows = np.random.default_rng(0).permutation(len(gold))
+    seed, test = sorted(rows[:n_seed]), sorted(rows[n_seed : n_seed + n_test])
+    return lexicon.Split([(int(i), int(gold[i])) for i in seed], [int(i) for i in test],
+                         [{int(gold[i])} for i in test], set(), set(), len(gold))  # fmt: skip
+
+
+def test_the_family_scores_a_map_exactly_as_the_supervised_family_does() -> None:
+    x, y, gold, _ = planted(seed=2)
+    split = _planted_split(gold)
+    cfg = lexicon.LexiconConfig(bootstrap=100)
+    seed_src, seed_tgt = (list(side) for side in zip(*split.seed_pairs, strict=True))
+    w = geometry.procrustes(lexicon.normalize(x)[seed_src], lexicon.normalize(y)[seed_tgt])
+    # Two code paths (lexicon.induce fits and scores; score_map scores a given map) give the same numbers.
+    ours = un.score_map(lexicon.normalize(x), lexicon.normalize(y), w, split, cfg, seed=1)
+    assert ours == lexicon.induce(x, y, split, cfg, seed=1)
+    assert ours["csls"]["p_at_1"] > 0.9
+
+
+def test_compare_maps_puts_the_unsupervised_map_beside_the_supervised_one_and_the_identity() -> None:
+    # The planted map is a near-identity rotation: the identity is roughly right but scores low, and refinement
+    # (epochs=0: no adversarial stage, which the tests above cover) must find the rest without the dictionary.
+    x, y, gold, rotation = planted(seed=3)
+    near_identity = geometry.procrustes(np.eye(8), np.eye(8) + 0.25 * np.random.default_rng(0).standard_normal((8, 8)))
+    y = y @ rotation.T @ near_identity
+    split = _planted_split(gold)
+    cfg = un.UnsupervisedConfig(epochs=0, refine_iterations=5)
+    row = un.compare_maps(x, y, split, lexicon.LexiconConfig(bootstrap=100), cfg, seed=1)
+    assert row["supervised"]["csls"]["p_at_1"] > 0.9
+    assert row["identity"]["csls"]["p_at_1"] < 0.5
+    assert row["unsupervised"]["csls"]["p_at_1"] > 0.9  # found without the dictionary
+    assert row["unsupervised"]["seed_pair_cosine"] > row["identity"]["seed_pair_cosine"]
+    assert len(row["unsupervised"]["alignment"]["refinement_criterion"]) == cfg.refine_iterations
+
+
+def test_unsupervised_config_refuses_unknown_kinds_and_passes_its_alignment_keys() -> None:
+    with pytest.raises(ValueError, match="eval.unsupervised.kinds"):
+        un.UnsupervisedConfig.from_params({"kinds": ["contextual", "static"]})
+    cfg = un.UnsupervisedConfig.from_params({"kinds": ["contextual"], "restarts": 3, "cycle_weight": 0.5})
+    assert cfg.kinds == ("contextual",)
+    align_cfg = cfg.align_config(seed=9, csls_k=7)
+    assert (align_cfg.seed, align_cfg.csls_k, align_cfg.restarts, align_cfg.cycle_weight) == (9, 7, 3, 0.5)
+
+
+def test_schema_defaults_of_eval_unsupervised_are_the_modules_defaults() -> None:
+    from pipeline.config import load_schema
+
+    schema = load_schema()["properties"]["eval"]["properties"]["unsupervised"]["properties"]
+    declared = {key: spec["default"] for key, spec in schema.items()}
+    assert declared == {**dataclasses.asdict(un.UnsupervisedConfig()), "kinds": list(un.UnsupervisedConfig().kinds)}
+
+
+@pytest.mark.workflow
+@pytest.mark.network
+def test_the_tiny_run_scores_unsupervised_maps_on_the_lexicon_familys_test_words(tiny_run: Path) -> None:
+    """eval/tiny/unsupervised.json is part of the tiny run's targets; its supervised column is lexicon.json's."""
+    result = json.loads((tiny_run / "eval" / "tiny" / "unsupervised.json").read_text())
+    lex = json.loads((tiny_run / "eval" / "tiny" / "lexicon.json").read_text())
+    assert (tiny_run / "eval" / "tiny" / "unsupervised.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(result["languages"]) == sorted(lex["languages"]) == ["de", "hi"]
+    assert result["languages"]["de"]["status"] == "ok"
+    for lang, row in result["languages"].items():
+        assert row["status"] == lex["languages"][lang]["status"], lang
+        if row["status"] != "ok":
+            continue
+        assert row["words"]["test"] == lex["languages"][lang]["words"]["test"]
+        for kind in result["config"]["kinds"]:
+            for name in ("ours", "twin"):
+                cell = row[kind][name]
+                assert cell["supervised"] == lex["languages"][lang][kind][name], (lang, kind, name)
+                for m in un.MAPS:
+                    for method in ("nn", "csls"):
+                        assert 0.0 <= cell[m][method]["p_at_1"] <= 1.0
+                report = cell["unsupervised"]["alignment"]
+                assert len(report["restart_criterion"]) == result["config"]["restarts"]
+                assert len(report["refinement_criterion"]) == result["config"]["refine_iterations"]
