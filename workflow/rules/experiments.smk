@@ -58,3 +58,4 @@ rule experiments:
     input:
         run_outputs([run for runs in EXPERIMENT_GROUPS.values() for run in runs]),
         rules.comparison.output,
+        MONOLINGUAL_TARGETS,  # pivot-only variants: monolingual transfer (rules/transfer.smk)

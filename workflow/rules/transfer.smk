@@ -7,7 +7,8 @@
 #                         embeddings under the frozen body, zero-shot classification with them swapped in, beside the
 #                         default run's classify.json (model/monolingual.py). Built by its target; MONOLINGUAL_TARGETS
 #                         lists the configured pivot-only variants' results for the experiments target to collect.
-# Names from eval_transfer.smk (EVAL_RUN, FREEDICT_SOURCES) and common.smk (LANGUAGES, out) are reused.
+# Names from eval_transfer.smk (EVAL_RUN) and common.smk (out, layout_of, sources_of, BASE) are reused; like every
+# evaluation rule, `unsupervised` reads its run's own Layout (an experiment variant's vocabulary and clean files).
 
 TRANSFER_TARGETS = [out("eval", EVAL_RUN, f"unsupervised.{ext}") for ext in ("json", "png")]
 # Variants trained on the pivot alone: the models monolingual transfer starts from.
@@ -19,9 +20,10 @@ MONOLINGUAL_TARGETS = [out("eval", variant, "monolingual.json") for variant in M
 rule unsupervised:
     input:
         model=out("models", "{run}", "model.pt"),
-        spm=out("vocab", "spm.model"),
-        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
-        freedict=expand(out("extracted", "{source}"), source=FREEDICT_SOURCES),
+        spm=lambda wildcards: out(layout_of(wildcards).vocab_file("spm.model")),
+        clean=lambda wildcards: [out(path) for path in layout_of(wildcards).clean_files()],
+        freedict=lambda wildcards: [out(layout_of(wildcards).extracted(s))
+                                    for s in sources_of(layout_of(wildcards), "eval", "freedict")],
     output:
         json=out("eval", "{run}", "unsupervised.json"),
         png=report(out("eval", "{run}", "unsupervised.png"), caption="../report/unsupervised.rst",
@@ -31,11 +33,11 @@ rule unsupervised:
     benchmark:
         out("benchmarks", "eval", "{run}", "unsupervised.tsv")
     params:
-        unsupervised=config["eval"]["unsupervised"],
-        lexicon=config["eval"]["lexicon"],
-        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
-        pivot=config["pivot"],
-        seed=config["seed"],
+        unsupervised=lambda wildcards: layout_of(wildcards).config["eval"]["unsupervised"],
+        lexicon=lambda wildcards: layout_of(wildcards).config["eval"]["lexicon"],
+        clean=lambda wildcards, input: dict(zip(layout_of(wildcards).languages, input.clean)),
+        pivot=lambda wildcards: layout_of(wildcards).config["pivot"],
+        seed=lambda wildcards: layout_of(wildcards).config["seed"],
     threads: 1
     run:
         from model.unsupervised import run_unsupervised
@@ -48,7 +50,7 @@ rule monolingual_transfer:
     input:
         model=out("models", "{variant}", "model.pt"),
         spm=out("models", "{variant}", "spm.model"),
-        clean=expand(out("clean", "{lang}.arrow"), lang=LANGUAGES),
+        clean=[out(path) for path in BASE.clean_files()],  # the default run's languages are the targets
         joint=out("eval", EVAL_RUN, "classify.json"),
     output:
         json=out("eval", "{variant}", "monolingual.json"),
@@ -62,8 +64,8 @@ rule monolingual_transfer:
         monolingual=config["eval"]["monolingual"],
         classify=config["eval"]["classify"],
         vocab=config["vocab"],
-        clean=lambda wildcards, input: dict(zip(LANGUAGES, input.clean)),
-        targets=[lang for lang in LANGUAGES if lang != config["pivot"]],
+        clean=lambda wildcards, input: dict(zip(BASE.languages, input.clean)),
+        targets=[lang for lang in BASE.languages if lang != config["pivot"]],
         pivot=config["pivot"],
         seed=config["seed"],
     threads: 1
