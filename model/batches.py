@@ -61,6 +61,21 @@ class DataConfig:
     """Share of targets replaced by a random non-special id (the rest stay as they are)."""
     seed: int = 1234
     """Seed of every batch (with the step and slot)."""
+    short_rows: int = 0
+    """First phase: MLM/CLM rows of this many tokens, at random position offsets (0: no short phase)."""
+    short_steps: int = 0
+    """Optimizer steps of the short phase; then rows of bptt tokens."""
+
+    def row_shape(self, step: int) -> tuple[int, int]:
+        """(rows, tokens per row) of an MLM/CLM batch at ``step``; rows x tokens stays batch_size x bptt.
+
+        Short rows first, as BERT trained on 128 tokens before 512: among a few tokens the neighbours are easy
+        to find, and a small model learns to attend to them. At the full length from the start, its attention
+        from <mask> stayed uniform for thousands of steps and the loss at the unigram's (bench_mlm_plateau.py).
+        """
+        if self.short_rows and step < self.short_steps:  # TrainBatches also leaves TLM out of this phase
+            return self.batch_size * self.bptt // self.short_rows, self.short_rows
+        return self.batch_size, self.bptt
 
 
 # ---------------------------------------------------------------- memory-mapped shards
@@ -293,6 +308,7 @@ class TrainBatches(torch.utils.data.Dataset):
             raise DataError(f"train.objectives: unknown objective(s) {sorted(unknown)}; known: {OBJECTIVES}")
         total = sum(weights.values())
         self.objectives = [o for o in OBJECTIVES if weights[o] > 0]
+        self.stream_objective = next((o for o in self.objectives if o != "tlm"), None)  # what short rows train
         self.edges = np.cumsum([weights[o] / total for o in self.objectives])
         self.lang_ids = {lang: i for i, lang in enumerate(corpus.languages)}
         self.langs, self.lang_p = list(corpus.lang_q), np.array(list(corpus.lang_q.values()))
@@ -309,25 +325,32 @@ class TrainBatches(torch.utils.data.Dataset):
         step, slot = divmod(int(k), self.slots_per_step)
         rng = np.random.default_rng([self.cfg.seed, step, slot])
         objective = self.objective(int(k))
+        if objective == "tlm" and self.cfg.row_shape(step)[1] < self.cfg.bptt and self.stream_objective:
+            # The short-row phase trains the stream objective alone: with TLM batches mixed in (even 1 in 5),
+            # attention learned to look across the pair instead of at the neighbours (bench_mlm_plateau.py).
+            objective = self.stream_objective
         if objective == "tlm":
             return self.tlm_batch(rng)
-        return self.stream_batch(rng, objective)
+        return self.stream_batch(rng, objective, step)
 
-    def stream_batch(self, rng: np.random.Generator, objective: str) -> dict[str, Any]:
+    def stream_batch(self, rng: np.random.Generator, objective: str, step: int) -> dict[str, Any]:
         lang = self.langs[rng.choice(len(self.langs), p=self.lang_p)]
         rows = self.corpus.mlm["train"][lang]
-        T = self.cfg.bptt
+        n_rows, T = self.cfg.row_shape(step)
         windows = []
-        for index in rng.integers(len(rows), size=self.cfg.batch_size):
+        for index in rng.integers(len(rows), size=n_rows):
             row = rows.row(int(index))
             start = int(rng.integers(len(row) - T + 1)) if len(row) > T else 0
             windows.append(row[start : start + T])
         tokens = pad_rows(windows, T, PAD)
         langs = np.full_like(tokens, self.lang_ids[lang])
+        positions = None  # 0..T-1; short rows start at a random offset so every position up to bptt is trained
+        if self.cfg.bptt > T:  # the short-row phase
+            positions = rng.integers(self.cfg.bptt - T + 1, size=(n_rows, 1)) + np.arange(T)
         if objective == "clm":
-            return clm_batch(tokens, langs, lang)
+            return clm_batch(tokens, langs, lang, positions)
         inputs, targets = mask_tokens(tokens, rng, self.corpus.vocab_size, self.cfg)
-        return to_batch("mlm", inputs, targets, langs, None, lang)
+        return to_batch("mlm", inputs, targets, langs, positions, lang)
 
     def tlm_batch(self, rng: np.random.Generator) -> dict[str, Any]:
         src_lang, tgt_lang = self.pairs[rng.choice(len(self.pairs), p=self.pair_p)]
@@ -357,11 +380,12 @@ def tlm_tensors(framed: Sequence[tuple[np.ndarray, ...]], rng: np.random.Generat
     return to_batch("tlm", inputs, targets, langs, positions, key)
 
 
-def clm_batch(tokens: np.ndarray, langs: np.ndarray, key: str) -> dict[str, Any]:
+def clm_batch(tokens: np.ndarray, langs: np.ndarray, key: str, positions: np.ndarray | None = None) -> dict[str, Any]:
     """Next-token prediction: inputs are ids 0..T-2, targets ids 1..T-1 (padding never a target)."""
     targets = tokens[:, 1:].copy()
     targets[targets == PAD] = IGNORE
-    return to_batch("clm", tokens[:, :-1].copy(), targets, langs[:, :-1].copy(), None, key)
+    positions = None if positions is None else positions[:, :-1].copy()
+    return to_batch("clm", tokens[:, :-1].copy(), targets, langs[:, :-1].copy(), positions, key)
 
 
 def batch_loader(batches: TrainBatches, first_step: int, last_step: int, rank: int, grad_accum: int,

@@ -113,6 +113,10 @@ class TrainConfig:
     """Seed of the weights, dropout and every batch."""
     mlm_probability: float = 0.15
     """Share of non-special tokens predicted by MLM/TLM."""
+    short_rows: int = 0
+    """First phase: MLM/CLM rows of this many tokens (more rows, same tokens per batch) at random positions."""
+    short_steps: int = 0
+    """Optimizer steps of the short-row phase (0: none); then rows of bptt tokens."""
     num_workers: int = 0
     """DataLoader worker processes per rank (batches are stateless: any number gives the same run)."""
     nproc: int = 1
@@ -161,7 +165,8 @@ class TrainConfig:
 
     def data_config(self) -> DataConfig:
         return DataConfig(batch_size=self.batch_size, bptt=self.bptt, objectives=dict(self.objectives),
-                          mlm_probability=self.mlm_probability, seed=self.seed)  # fmt: skip
+                          mlm_probability=self.mlm_probability, seed=self.seed, short_rows=self.short_rows,
+                          short_steps=self.short_steps)  # fmt: skip
 
 
 class TrainError(ValueError):
@@ -330,6 +335,9 @@ def check_inputs(cfg: TrainConfig, corpus: Corpus) -> None:
     if cfg.objectives.get("tlm", 0) > 0 and corpus.max_side_tokens + 2 > m.max_positions:
         raise TrainError(f"a TLM side can hold shards.tlm.max_tokens + 2 = {corpus.max_side_tokens + 2} positions, more "
                          f"than train.model.max_positions {m.max_positions}")  # fmt: skip
+    if cfg.short_steps and not 0 < cfg.short_rows < cfg.bptt:
+        raise TrainError(f"train.short_rows must be between 1 and train.bptt - 1 ({cfg.bptt - 1}) when "
+                         f"train.short_steps is set, got {cfg.short_rows}")  # fmt: skip
     if cfg.precision not in ("fp32", "bf16"):
         raise TrainError(f"train.precision must be fp32 or bf16, not {cfg.precision!r}")
     if cfg.decay not in ("linear", "cosine", "inverse_sqrt", "constant"):

@@ -118,6 +118,32 @@ def test_batches_are_a_pure_function_of_seed_step_slot(corpus) -> None:
     assert not torch.equal(other_seed["tokens"], direct[0]["tokens"]) or other_seed["key"] != direct[0]["key"]
 
 
+@pytest.mark.parametrize("objective", ["mlm", "clm"])
+def test_short_row_phase_then_full_rows(corpus, objective: str) -> None:
+    data = TrainBatches(corpus, DataConfig(objectives={objective: 1.0}, batch_size=4, bptt=64, short_rows=8,
+                                           short_steps=3), slots_per_step=1)  # fmt: skip
+    width = 8 if objective == "mlm" else 7  # CLM predicts ids 1..T-1 from 0..T-2
+    starts = set()
+    for step in range(3):  # same tokens per batch: 4 x 64 = 32 rows of 8
+        batch = data[step]
+        assert batch["tokens"].shape == (32, width) and batch["positions"].shape == (32, width)
+        offsets = batch["positions"][:, 0]
+        assert torch.equal(batch["positions"], offsets[:, None] + torch.arange(width))  # consecutive in a row
+        assert int(offsets.min()) >= 0 and int(batch["positions"].max()) < 64  # inside the full rows' positions
+        starts.update(offsets.tolist())
+        assert torch.equal(data[step]["tokens"], batch["tokens"])  # still a pure function of the step
+    assert len(starts) > 20  # random offsets: every position gets trained, not only 0..7
+    full = data[3]
+    assert full["tokens"].shape == (4, width + 56) and full["positions"] is None
+
+
+def test_short_row_phase_trains_the_stream_objective_alone(corpus) -> None:
+    data = TrainBatches(corpus, DataConfig(objectives={"mlm": 1.0, "tlm": 1.0}, batch_size=2, bptt=64, short_rows=8,
+                                           short_steps=20), slots_per_step=1)  # fmt: skip
+    assert {data[k]["objective"] for k in range(20)} == {"mlm"}
+    assert {data[k]["objective"] for k in range(20, 40)} == {"mlm", "tlm"}
+
+
 def test_shards_are_memory_mapped(corpus) -> None:
     rows = corpus.mlm["train"]["en"]
     row = rows.row(0)
