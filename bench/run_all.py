@@ -114,6 +114,7 @@ def plan(root: Path, config: Path) -> dict[str, list[str]]:
         "shards": ["bench_shards.py", "--rows", "80000", "--scale", "8"],
         "train": ["bench_train.py", "--root", str(root), "--config", str(config), "--trials", "5", "--steps", "8",
                   "--threads", "2"],  # fmt: skip
+        "learning": ["bench_learning.py", "--steps", "600"],
     }
 
 
@@ -223,6 +224,11 @@ def ratio_rows(runs: dict[str, dict]) -> list[dict]:
         f"{dig(t, 'ours', 'median_tokens_s') or 0:,.0f} vs {dig(t, 'hf', 'median_tokens_s') or 0:,.0f} tok/s, "
         f"{dig(t, 'model', 'n_layers')}x{dig(t, 'model', 'dim')} {dig(t, 'precision')} on {dig(t, 'device')}, "
         f"batches from {dig(t, 'source')}")  # fmt: skip
+    lr = fig.get("learning")
+    add("copy task: steps to learn, torch encoder / ours", dig(lr, "ratio"), ">=", 0.8,
+        f"planted copy task, 2 x 64: ours at step {dig(lr, 'models', 'xlm', 'solved_at')}, torch's "
+        f"TransformerEncoder at {dig(lr, 'models', 'torch', 'solved_at')}, HF's 0.02 init "
+        f"{dig(lr, 'models', 'xlm-0.02', 'solved_at') or 'never'}")  # fmt: skip
     return rows
 
 
