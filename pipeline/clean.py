@@ -223,10 +223,14 @@ def _lid_recall(sources: pa.ChunkedArray, chars: np.ndarray, said: LidResult) ->
     out: dict[str, np.ndarray] = {}
     if not said.ran.any():
         return out
-    names = np.asarray(sources.to_pylist(), dtype=object)
+    # Sources as dictionary indices: one comparison of small integers per row and source, no Python strings.
+    encoded = sources.combine_chunks().dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    source_of = encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
+    names.append(None)
     buckets = length_buckets(chars)
-    for source in sorted(set(names[said.ran].tolist())):
-        rows = said.ran & (names == source)
+    for i in sorted(np.unique(source_of[said.ran]).tolist(), key=lambda i: names[i]):
+        source, rows = names[i], said.ran & (source_of == i)
         counts = np.zeros((len(BUCKET_NAMES), 3), dtype=np.int64)
         for column, mask in enumerate((rows, rows & said.strict_ok, rows & said.declared_ok)):
             counts[:, column] = np.bincount(buckets[mask], minlength=len(BUCKET_NAMES))
