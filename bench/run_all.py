@@ -192,7 +192,7 @@ def ratio_rows(runs: dict[str, dict]) -> list[dict]:
     ab = fig.get("clean_ab")
     add("clean LID filter / raw fastText", dig(ab, "a", "ratio"), ">=", 0.7,
         f"{dig(ab, 'a', 'filter_lines_s') or 0:,.0f} vs {dig(ab, 'a', 'raw_lines_s') or 0:,.0f} lines/s, "
-        f"{dig(ab, 'a', 'rows') or 0:,} rows")  # fmt: skip
+        f"{dig(ab, 'a', 'rows') or 0:,} rows; by CPU time {dig(ab, 'a', 'ratio_cpu') or 0:.3f}x")  # fmt: skip
     add("clean 2 workers / 1 worker", dig(ab, "b", "speedup"), ">=", 1.6,
         f"{dig(ab, 'b', 'one_worker_s') or 0:.1f} s vs {dig(ab, 'b', 'two_workers_s') or 0:.1f} s "
         f"({dig(ab, 'mb') or 0:g} MB); needs 2 idle cores")  # fmt: skip

@@ -32,7 +32,7 @@ import pyarrow.ipc as ipc
 from pipeline import config as pfconfig
 from pipeline import lid, schemas, stats
 from pipeline.arrow_io import ArrowWriter, count_rows, write_json
-from pipeline.dedup import KeySet, as_keys, text_keys
+from pipeline.dedup import KEY_DTYPE, KeySet, as_keys, text_keys
 from pipeline.errors import PolyforgeError
 from pipeline.logs import stage_logging
 from pipeline.textrules import (  # noqa: F401 (Rules and lang_specs are part of this stage's interface)
@@ -178,15 +178,34 @@ def eval_keys_task(part: Partition) -> np.ndarray:
         table = table.filter(pc.not_equal(table.column("split"), "train"))
     if table.num_rows == 0:
         return as_keys([])
-    texts: list[str] = []
-    for column in columns:
-        text, _ = normalize_texts(table.column(column))
-        texts.extend(text.to_pylist())
-    return _keys(texts)
+    return _keys(pa.concat_arrays([normalize_texts(table.column(column))[0] for column in columns]))
 
 
-def _keys(texts: Sequence[str]) -> np.ndarray:
-    return text_keys(texts)
+# ASCII that str.split() would change: whitespace other than one space between words (pipeline.splits folds it).
+_ASCII_TO_FOLD = r"[\t-\r\x1c-\x1f]|  |^ | $"
+
+
+def _keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``text_keys`` of a column, each distinct text hashed once.
+
+    A text that is ASCII with single inner spaces is its own NFKC form, casefolds to its lowercase and
+    has no spaces to fold, so its match form is ``ascii_lower`` (one kernel call): only the hashing is
+    left per row. Other texts go through ``pipeline.splits.text_key``.
+    """
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if len(texts) == 0 or texts.null_count:
+        return text_keys(texts.to_pylist())
+    encoded = texts.dictionary_encode()
+    distinct = encoded.dictionary
+    ascii_plain = pc.and_(pc.string_is_ascii(distinct), pc.invert(pc.match_substring_regex(distinct, _ASCII_TO_FOLD)))
+    plain = ascii_plain.to_numpy(zero_copy_only=False)
+    keys = np.empty(len(distinct), dtype=KEY_DTYPE)
+    if plain.any():
+        lowered = pc.ascii_lower(distinct.filter(pa.array(plain))).cast(pa.binary()).to_pylist()
+        keys[plain] = [hashlib.blake2b(b, digest_size=16).digest() for b in lowered]
+    if not plain.all():
+        keys[~plain] = text_keys(distinct.filter(pa.array(~plain)).to_pylist())
+    return keys[encoded.indices.to_numpy()]
 
 
 def _positions(part: Partition) -> pa.Array:
@@ -208,7 +227,7 @@ def clean_mono_task(part: Partition, spec: LangSpec, rules: Rules, model_path: s
     rejected = table.filter(pa.array(~keep)).append_column("reason", pa.array(reasons[~keep].tolist(), pa.string()))
     return {
         "kept": kept,
-        "keys": _keys(kept.column("text").to_pylist()),
+        "keys": _keys(kept.column("text")),
         "chars": result.chars[keep],
         "words": result.words[keep],
         "rejected": rejected.select([*schemas.REJECTED.names, POS]),
@@ -223,10 +242,14 @@ def _lid_recall(sources: pa.ChunkedArray, chars: np.ndarray, said: LidResult) ->
     out: dict[str, np.ndarray] = {}
     if not said.ran.any():
         return out
-    names = np.asarray(sources.to_pylist(), dtype=object)
+    # Sources as dictionary indices: one comparison of small integers per row and source, no Python strings.
+    encoded = sources.combine_chunks().dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    source_of = encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
+    names.append(None)
     buckets = length_buckets(chars)
-    for source in sorted(set(names[said.ran].tolist())):
-        rows = said.ran & (names == source)
+    for i in sorted(np.unique(source_of[said.ran]).tolist(), key=lambda i: names[i]):
+        source, rows = names[i], said.ran & (source_of == i)
         counts = np.zeros((len(BUCKET_NAMES), 3), dtype=np.int64)
         for column, mask in enumerate((rows, rows & said.strict_ok, rows & said.declared_ok)):
             counts[:, column] = np.bincount(buckets[mask], minlength=len(BUCKET_NAMES))
@@ -265,8 +288,8 @@ def clean_pair_task(
     keep = reasons == None  # noqa: E711
     kept = table.filter(pa.array(keep))
     rejected = table.filter(pa.array(~keep)).append_column("reason", pa.array(reasons[~keep].tolist(), pa.string()))
-    src_keys = _keys(kept.column("src_text").to_pylist())
-    tgt_keys = _keys(kept.column("tgt_text").to_pylist())
+    src_keys = _keys(kept.column("src_text"))
+    tgt_keys = _keys(kept.column("tgt_text"))
     return {
         "kept": kept,
         "keys": as_keys(

@@ -26,14 +26,18 @@ an empty set stops the run, naming the language and the model.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import langcodes
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import langs
 from pipeline.errors import PolyforgeError
@@ -85,20 +89,70 @@ def model_labels(path: str | os.PathLike[str]) -> list[str]:
     return [label.removeprefix(LABEL_PREFIX) for label in load_model(path).get_labels()]
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """Top-1 predictions of a column of texts, each distinct label held once: text i's is ``labels[index[i]]``."""
+
+    labels: list[str]  # raw model labels without ``__label__`` ("" where fastText gave none), first seen first
+    index: np.ndarray  # int32, per text
+    probs: np.ndarray  # float32, per text, clipped to 1.0 (0.0 where fastText gave no label)
+
+
+def predict_indexed(
+    model_path: str | os.PathLike[str], texts: Sequence[str] | pa.Array | pa.ChunkedArray, batch_size: int = 2048
+) -> Predictions:
+    """fastText top-1 of every text, in ``batch_size`` lists per ``predict`` call; labels as indices.
+
+    An Arrow column is predicted once per distinct text (fastText judges each line alone, so a repeat
+    gets the same answer; LibreOffice help repeats ~40% of its lines), with newlines replaced in one
+    kernel call, and its rows become Python strings one batch at a time.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if isinstance(texts, pa.Array) and texts.null_count == 0:
+        encoded = texts.dictionary_encode()
+        said = _predict(load_model(model_path), pc.replace_substring(encoded.dictionary, "\n", " "), batch_size)
+        rows = encoded.indices.to_numpy()
+        return Predictions(said.labels, said.index[rows], said.probs[rows])
+    return _predict(load_model(model_path), texts, batch_size)
+
+
+def _predict(model: Any, texts: Sequence[str] | pa.Array, batch_size: int) -> Predictions:
+    """Top-1 of each text, in order; an Arrow array's newlines must be replaced already."""
+    n = len(texts)
+    positions: dict[str, int] = {}  # raw label ("__label__de") -> its place in the distinct labels
+    index = np.empty(n, dtype=np.int32)
+    probs = np.empty(n, dtype=np.float32)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        got_labels, got_probs = model.predict(_one_line_texts(texts, start, stop), k=1)
+        index[start:stop] = [positions.setdefault(lab[0] if lab else "", len(positions)) for lab in got_labels]
+        probs[start:stop] = _top_probs(got_probs)
+    np.minimum(probs, np.float32(1.0), out=probs)
+    return Predictions([label.removeprefix(LABEL_PREFIX) for label in positions], index, probs)
+
+
+def _one_line_texts(texts: Sequence[str] | pa.Array, start: int, stop: int) -> list[str]:
+    """Rows [start, stop) as fastText reads them: one line each (it stops a text at its first newline)."""
+    if isinstance(texts, pa.Array):  # newlines already replaced
+        return texts.slice(start, stop - start).to_pylist()
+    return [t.replace("\n", " ") for t in texts[start:stop]]
+
+
+def _top_probs(got_probs: list[np.ndarray]) -> np.ndarray:
+    """The top-1 probability of each prediction; 0.0 where fastText gave none."""
+    try:
+        return np.fromiter(map(operator.itemgetter(0), got_probs), dtype=np.float32, count=len(got_probs))
+    except IndexError:  # an empty prediction (none with k=1 and threshold 0, but cheap to allow)
+        return np.array([p[0] if len(p) else 0.0 for p in got_probs], dtype=np.float32)
+
+
 def predict(
-    model_path: str | os.PathLike[str], texts: Sequence[str], batch_size: int = 2048
+    model_path: str | os.PathLike[str], texts: Sequence[str] | pa.Array, batch_size: int = 2048
 ) -> tuple[list[str], np.ndarray]:
     """Top-1 raw model label (without ``__label__``) and probability (float32, ≤ 1.0) per text."""
-    model = load_model(model_path)
-    labels: list[str] = []
-    probs = np.empty(len(texts), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        chunk = [t.replace("\n", " ") for t in texts[start : start + batch_size]]
-        got_labels, got_probs = model.predict(chunk, k=1)
-        labels.extend(lab[0].removeprefix(LABEL_PREFIX) if lab else "" for lab in got_labels)
-        probs[start : start + len(chunk)] = [p[0] if len(p) else 0.0 for p in got_probs]
-    np.minimum(probs, np.float32(1.0), out=probs)
-    return labels, probs
+    said = predict_indexed(model_path, texts, batch_size)
+    return [said.labels[i] for i in said.index.tolist()], said.probs
 
 
 # --------------------------------------------------------------------------- labels and languages

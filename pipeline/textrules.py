@@ -219,8 +219,23 @@ def rule_reasons(raw: pa.Array, rules: Rules, unspaced: bool) -> RuleResult:
     return RuleResult(text, reasons, chars, words, counts)
 
 
+def _letter_class(names: Sequence[str]) -> str:
+    return "[" + "".join(rf"\p{{{n}}}" for n in names) + "]"
+
+
 def _letters(texts: pa.Array, names: Sequence[str]) -> np.ndarray:
-    return _np(pc.count_substring_regex(texts, "[" + "".join(rf"\p{{{n}}}" for n in names) + "]"))
+    return _np(pc.count_substring_regex(texts, _letter_class(names)))
+
+
+def _has_letter(texts: pa.Array, rows: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Whether a row holds a letter of these scripts, on the rows of the boolean mask ``rows``; False elsewhere.
+
+    A match stops at the first such letter, where counting them scans every character.
+    """
+    out = np.zeros(len(texts), dtype=bool)
+    if rows.any():
+        out[rows] = _bool(pc.match_substring_regex(texts.filter(pa.array(rows)), _letter_class(names)))
+    return out
 
 
 def script_mismatch(texts: pa.Array, code: str) -> np.ndarray:
@@ -237,17 +252,19 @@ def script_mismatch(texts: pa.Array, code: str) -> np.ndarray:
     own = langs.SCRIPT_LETTERS.get(script or langs.script_of(code))
     if not own or len(texts) == 0:
         return out
-    mine = _letters(texts, own)
     variants = [
         langs.SCRIPT_LETTERS[v]
         for v in langs.SCRIPT_VARIANTS.get(lang, ())
         if v != script and set(langs.SCRIPT_LETTERS[v]) != set(own)
     ]
     if variants:
+        mine = _letters(texts, own)
         for other in variants:
             out |= _letters(texts, other) > mine
     elif own != ("Latin",):
-        out = (mine == 0) & (_letters(texts, ("Latin",)) > 0)
+        # Only whether a row has letters matters here, not how many: two matches, no counts.
+        lacks_own = ~_has_letter(texts, np.ones(len(texts), dtype=bool), own)
+        out = lacks_own & _has_letter(texts, lacks_own, ("Latin",))
     return out
 
 
@@ -290,35 +307,45 @@ def apply_lid(
     if spec.lid_expected is None or len(todo) == 0:
         return LidResult([None] * n, probs, ran, strict_ok, declared_ok)
     judged = texts.take(pa.array(todo))
-    got_labels, got_probs = lid.predict(model_path, judged.to_pylist(), batch_size)
-    is_lang = np.array([label in spec.lid_expected for label in got_labels], dtype=bool)
-    confident = got_probs >= spec.threshold
+    said = lid.predict_indexed(model_path, judged, batch_size)
+    # Per distinct label, then spread to rows by index: no per-row Python.
+    is_lang = np.array([label in spec.lid_expected for label in said.labels], dtype=bool)[said.index]
+    confident = said.probs >= spec.threshold
     wrong_script = script_mismatch(judged, spec.code)
-    strict = np.where(
-        ~is_lang,
-        "lid-mismatch",
-        np.where(~confident, "lid-low-confidence", np.where(wrong_script, "lid-script-mismatch", "")),
+    strict = _first_reason(
+        len(todo), (~is_lang, "lid-mismatch"), (~confident, "lid-low-confidence"), (wrong_script, "lid-script-mismatch")
     )
-    declared = np.where(~is_lang & confident, "lid-mismatch", np.where(wrong_script, "lid-script-mismatch", ""))
-    if sources is None:
-        use_declared = np.zeros(len(todo), dtype=bool)
-    else:
-        names = np.asarray(pa.array(sources).take(pa.array(todo)).to_pylist(), dtype=object)
-        use_declared = np.array([spec.policy(s) == "declared" for s in names], dtype=bool)
-    chosen = np.where(use_declared, declared, strict)
-    reasons[todo] = [r or None for r in chosen.tolist()]
-    names_of = {label: lid.label_code(label, spec.scheme) for label in set(got_labels)}
-    codes = [
-        (_variant_code(spec.code) if bad else spec.code) if mine else names_of[label]
-        for label, mine, bad in zip(got_labels, is_lang, wrong_script, strict=True)
-    ]
+    declared = _first_reason(len(todo), (~is_lang & confident, "lid-mismatch"), (wrong_script, "lid-script-mismatch"))
+    reasons[todo] = np.where(_declared_rows(spec, sources, todo), declared, strict)
+    codes = np.array([lid.label_code(label, spec.scheme) for label in said.labels], dtype=object)[said.index]
+    codes[is_lang] = spec.code
+    codes[is_lang & wrong_script] = _variant_code(spec.code)
     labels_out = np.full(n, None, dtype=object)
     labels_out[todo] = codes
-    probs[todo] = got_probs
+    probs[todo] = said.probs
     ran[todo] = True
-    strict_ok[todo] = strict == ""
-    declared_ok[todo] = declared == ""
+    strict_ok[todo] = is_lang & confident & ~wrong_script
+    declared_ok[todo] = ~(~is_lang & confident) & ~wrong_script
     return LidResult(labels_out.tolist(), probs, ran, strict_ok, declared_ok)
+
+
+def _first_reason(n: int, *rules: tuple[np.ndarray, str]) -> np.ndarray:
+    """Object array of ``n``: the reason of the first rule whose mask is set, else None."""
+    out = np.full(n, None, dtype=object)
+    for mask, reason in reversed(rules):  # earlier rules overwrite later ones
+        out[mask] = reason
+    return out
+
+
+def _declared_rows(spec: LangSpec, sources: pa.Array | pa.ChunkedArray | None, todo: np.ndarray) -> np.ndarray:
+    """True for the rows of ``todo`` whose source's LID policy is declared (policies looked up per source)."""
+    if sources is None:
+        return np.zeros(len(todo), dtype=bool)
+    sources = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else pa.array(sources)
+    encoded = sources.take(pa.array(todo)).dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    declared = np.array([spec.policy(name) == "declared" for name in [*names, None]], dtype=bool)
+    return declared[encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)]
 
 
 def length_buckets(chars: np.ndarray) -> np.ndarray:

@@ -575,3 +575,16 @@ def test_outputs_are_readable_by_polars_and_have_their_schemas(tmp_path, lid_mod
     assert hashlib.sha256((out / "clean" / "de.arrow").read_bytes()).hexdigest() == sha256_file(
         out / "clean" / "de.arrow"
     )
+
+
+def test_keys_of_a_column_are_the_text_keys_of_its_rows():
+    """clean hashes plain ASCII rows from an Arrow kernel and each distinct text once: same keys as text_key."""
+    from pipeline import clean
+    from pipeline.dedup import text_keys
+
+    texts = ["Hello World", "hello world", "HELLO  WORLD", " Hello", "Hello ", "a\tb", "a\x1cb", "a\x0bb", "",
+             "Straße", "STRASSE", "ﬁle", "file", "Ａ", "x\u00a0y", "x y", "Hello World", "a\x7fb", "  ", "tab\there",
+             *GERMAN, *ENGLISH, *[t.upper() for t in ENGLISH]]  # fmt: skip
+    assert clean._keys(pa.array(texts)).tobytes() == text_keys(texts).tobytes()
+    assert clean._keys(pa.chunked_array([texts[:7], texts[7:]])).tobytes() == text_keys(texts).tobytes()
+    assert clean._keys(pa.array([], pa.string())).shape == (0,)

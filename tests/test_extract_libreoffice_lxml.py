@@ -82,6 +82,13 @@ def test_a_block_before_the_content_area_is_kept() -> None:
     assert parse_help_page(in_comment) == parse_help_page(page)
 
 
+@pytest.mark.parametrize("element", ['<h1 id="hd_id1">top</h1>', "<p ID = 'N12'>top</p>", "<p id=par_id1>top</p>"])
+def test_every_kind_of_block_id_before_the_content_area_is_kept(element: str) -> None:
+    """The quick scans that rule out a block before the content area see hd_, par_ and N-digit ids alike."""
+    header = _page('<p id="par_id2">body</p>').replace('<header id="TopLeftHeader">', f'<header id="x">{element}')
+    assert [b.text for b in parse_help_page(header)] == ["top", "body"]
+
+
 def test_where_html_rules_restructure_a_block() -> None:
     """A block-level element inside a <p> ends it (HTML's rule, and libxml2's); html.parser kept it open."""
     cases = {

@@ -69,9 +69,21 @@ def test_predict_batched_equals_one_by_one_and_probs_are_clipped(lid_model_path)
 
 
 def test_newlines_do_not_cut_the_text(lid_model_path):
-    # fastText stops at "\n": without the replacement only "Hello." would be judged.
-    labels, _ = lid.predict(lid_model_path, ["OK\nDie Datei wurde gespeichert und kann jetzt geöffnet werden."])
+    # fastText stops at "\n": without the replacement only "OK" would be judged.
+    line = "OK\nDie Datei wurde gespeichert und kann jetzt geöffnet werden."
+    labels, _ = lid.predict(lid_model_path, [line])
     assert labels == ["de"]
+    assert lid.predict(lid_model_path, pa.array([line]))[0] == ["de"]  # an Arrow column too
+
+
+def test_predict_indexed_holds_each_label_once(lid_model_path):
+    texts = [LINES[0], LINES[1], LINES[0], LINES[3], LINES[1], LINES[2]]
+    said = lid.predict_indexed(lid_model_path, pa.chunked_array([texts[:2], texts[2:]]), batch_size=4)
+    assert said.labels == ["de", "en", "hi", "fr"]  # first seen first
+    assert said.index.tolist() == [0, 1, 0, 2, 1, 3]
+    assert said.probs[0] == said.probs[2] and said.probs.dtype == np.float32
+    labels, probs = lid.predict(lid_model_path, texts, batch_size=4)
+    assert labels == [said.labels[i] for i in said.index] and (probs == said.probs).all()
 
 
 # --------------------------------------------------------------------------- the label map
@@ -162,6 +174,14 @@ def test_strict_and_declared_policies(lid_model_path):
     assert declared == [None, None, "lid-mismatch"]  # only a confident other language goes
     assert said.strict_ok.tolist() == [False, True, False] and said.declared_ok.tolist() == [True, True, False]
     assert said.labels == ["en", "en", "de"]
+
+
+def test_policy_is_looked_up_per_row_source(lid_model_path):
+    spec = textrules.LangSpec("en", False, frozenset({"en"}), 0.5, "lid176", (("a", "declared"), ("b", "strict")))
+    texts = [SHORT_ENGLISH] * 4  # en, p≈0.28: kept by the declared rule only
+    reasons = np.full(4, None, dtype=object)
+    textrules.apply_lid(pa.array(texts), reasons, spec, str(lid_model_path), 64, pa.array(["b", "a", None, "a"]))
+    assert reasons.tolist() == ["lid-low-confidence", None, "lid-low-confidence", None]  # no source: strict
 
 
 def test_serbian_script_is_judged_from_the_text(lid_model_path):

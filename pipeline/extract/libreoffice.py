@@ -43,6 +43,7 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
 # Where the help text of a page starts, and anything before it that could make a block (see _content).
 _CONTENT_MARKER = b'<div id="DisplayArea"'
 _BLOCK_LIKE_ID = re.compile(rb"(?i:\bid)\s*=\s*[\"']?\s*(?:hd_|par_|N\d)")
+_N_DIGIT = re.compile(rb"N\d")
 
 
 class Block(NamedTuple):
@@ -88,22 +89,29 @@ def _append_text(el: etree._Element, parts: list[str], skipping: bool, hidden: b
 
 
 def _collect_blocks(elements, found: list[tuple[str, str]], hidden: bool) -> None:
-    """Document order: an element with a block id is a block (ids inside it are its text)."""
+    """Document order: an element with a block id is a block (ids inside it are its text).
+
+    Most elements have no id: they are looked at once (``get`` is None for comments too) and only
+    entered when they have children.
+    """
     for el in elements:
-        tag = el.tag
-        if tag.__class__ is not str:
-            continue  # comment, processing instruction
         block_id = el.get("id")
-        if block_id is not None and tag not in _VOID and BLOCK_ID.match(block_id):
+        if block_id is None or not _is_block(el, block_id):
             if len(el):
-                parts = [el.text] if el.text else []
-                for child in el:
-                    _append_text(child, parts, False, hidden)
-                found.append((block_id, "".join(parts)))
-            else:
-                found.append((block_id, el.text or ""))
+                _collect_blocks(el, found, hidden)
         elif len(el):
-            _collect_blocks(el, found, hidden)
+            parts = [el.text] if el.text else []
+            for child in el:
+                _append_text(child, parts, False, hidden)
+            found.append((block_id, "".join(parts)))
+        else:
+            found.append((block_id, el.text or ""))
+
+
+def _is_block(el: etree._Element, block_id: str) -> bool:
+    """An element (not a comment nor a processing instruction), not void, whose id is a block id."""
+    tag = el.tag
+    return tag.__class__ is str and tag not in _VOID and BLOCK_ID.match(block_id) is not None
 
 
 def _content(data: bytes) -> bytes:
@@ -116,9 +124,17 @@ def _content(data: bytes) -> bytes:
     script) is parsed whole, as is a page without the marker.
     """
     start = data.find(_CONTENT_MARKER)
-    if start <= 0 or _BLOCK_LIKE_ID.search(data, 0, start):
+    if start <= 0 or (_may_hold_block_id(data, start) and _BLOCK_LIKE_ID.search(data, 0, start)):
         return data
     return data[start:]
+
+
+def _may_hold_block_id(data: bytes, end: int) -> bool:
+    """Whether ``data[:end]`` has what every block-like id has (``hd_``, ``par_`` or N and a digit).
+
+    Three fast scans that rule out the case-insensitive search of _BLOCK_LIKE_ID on almost every page.
+    """
+    return data.find(b"hd_", 0, end) >= 0 or data.find(b"par_", 0, end) >= 0 or _N_DIGIT.search(data, 0, end) is not None
 
 
 def _raw_blocks(html_text: str) -> list[tuple[str, str]]:
