@@ -2,6 +2,8 @@
 
 (a) LID filter throughput: clean + LID of every partition in this process (one worker's work) vs raw
     fastText ``model.predict(list, k=1)`` on the same lines.                    target >= 0.7x
+    The two alternate (so both see the same load on a shared machine); best of each, by wall time
+    (the ratio) and by this process's CPU time (``ratio_cpu``, the steadier one on a busy machine).
 (b) the whole stage on a 2-worker vs a 1-worker LocalCluster, same input.      target >= 1.6x
 (c) peak memory summed over this process (driver + scheduler) and every worker process, 8x input vs
     1x input (1x >= 200 MB of text), printed with and without the dedup key set (16 bytes a kept row,
