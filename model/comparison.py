@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.eval_common import dig
 from pipeline.arrow_io import atomic_path, save_png, write_json
 from pipeline.logs import stage_logging
 
@@ -32,17 +33,9 @@ DEFAULT = "default"  # the group name of the default run (and its seed runs)
 FAMILIES = ("retrieval", "classify", "mlm")  # the eval/{run}/<family>.json files the comparison reads
 
 
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, Mapping) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
 def _row(data: Any, *keys: str) -> tuple[Mapping[str, Any] | None, str | None]:
     """The family's per-language row when its status is ok, else None and the reason."""
-    row = _get(data, *keys)
+    row = dig(data, *keys)
     if not isinstance(row, Mapping):
         return None, "not in the results file"
     if row.get("status") != "ok":
@@ -56,20 +49,20 @@ Reading = tuple[float | None, str | None]  # the number, or None and why not
 def _retrieval(results: Mapping[str, Any], lang: str) -> Reading:
     data = results["retrieval"]
     variant = data.get("headline", "cosine")
-    if lang == _get(data, "pivot"):
+    if lang == dig(data, "pivot"):
         return None, "pivot (no cross-lingual pair)"
     row, reason = _row(data, "libreoffice", "languages", lang)
-    return (None, reason) if row is None else (_get(row, "ours", "test", variant, "mean"), None)
+    return (None, reason) if row is None else (dig(row, "ours", "test", variant, "mean"), None)
 
 
 def _zero_shot(results: Mapping[str, Any], lang: str) -> Reading:
     row, reason = _row(results["classify"], "languages", lang)
-    return (None, reason) if row is None else (_get(row, "finetune_ours", "accuracy"), None)
+    return (None, reason) if row is None else (dig(row, "finetune_ours", "accuracy"), None)
 
 
 def _perplexity(results: Mapping[str, Any], lang: str) -> Reading:
     row, reason = _row(results["mlm"], "mlm", lang)
-    return (None, reason) if row is None else (_get(row, "ours", "perplexity"), None)
+    return (None, reason) if row is None else (dig(row, "ours", "perplexity"), None)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,15 @@ def no_data(reason: str, **counts: int) -> dict[str, Any]:
     return {"status": NO_DATA, "reason": reason, **counts}
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """data[k1][k2]..., or None where a key is missing: result JSONs leave out what a family could not score."""
+    for key in keys:
+        if not isinstance(data, Mapping) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(max(1, int(threads)))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from model.eval_common import dig
 from pipeline.arrow_io import atomic_path
 from pipeline.logs import stage_logging
 
@@ -45,14 +46,6 @@ def _with_ci(value: Any, low: Any, high: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.2f}, {high:.2f}]"
 
 
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, Mapping) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
 class _Notes:
     """The reasons behind "no data" / "absent" cells, listed once under the tables."""
 
@@ -60,7 +53,7 @@ class _Notes:
         self.lines: list[str] = []
 
     def add(self, what: str, lang: str, row: Any) -> None:
-        reason = _get(row, "reason") or ("not in the results file" if row is None else row.get("status", "?"))
+        reason = dig(row, "reason") or ("not in the results file" if row is None else row.get("status", "?"))
         line = f"- {what}, {lang}: {reason}"
         if line not in self.lines:
             self.lines.append(line)
@@ -71,26 +64,26 @@ def _ok(row: Any) -> bool:
 
 
 def _retrieval_cells(section: Mapping[str, Any], lang: str, variant: str, notes: _Notes, what: str) -> list[str]:
-    row = _get(section, "languages", lang)
+    row = dig(section, "languages", lang)
     if not _ok(row):
         notes.add(what, lang, row if row is not None or section.get("status") is None else section)
         return [NO_DATA] * 4
     cells = []
     for name in ("ours", "twin"):
-        entry = _get(row, name, "test", variant) or {}
+        entry = dig(row, name, "test", variant) or {}
         ci = entry.get("ci95") or [None, None]
         cells.append(_with_ci(entry.get("mean"), *ci))
-    cells.append(_num(_get(row, "lexical_overlap", "mean")))
+    cells.append(_num(dig(row, "lexical_overlap", "mean")))
     reference = row.get("reference") or {}
     if _ok(reference):
-        cells.append(f"{_num(_get(reference, 'scores', variant, 'mean'))} (n={reference.get('n')})")
+        cells.append(f"{_num(dig(reference, 'scores', variant, 'mean'))} (n={reference.get('n')})")
     else:
         cells.append(ABSENT)
     return cells
 
 
 def _classify_cells(classify: Mapping[str, Any], lang: str, notes: _Notes) -> list[str]:
-    row = _get(classify, "languages", lang)
+    row = dig(classify, "languages", lang)
     if not _ok(row):
         notes.add("zero-shot classification", lang, row)
         return [NO_DATA] * 3
@@ -103,21 +96,21 @@ def _classify_cells(classify: Mapping[str, Any], lang: str, notes: _Notes) -> li
 
 
 def _mlm_cells(mlm: Mapping[str, Any], lang: str, notes: _Notes) -> list[str]:
-    row = _get(mlm, "mlm", lang)
+    row = dig(mlm, "mlm", lang)
     if not _ok(row):
         notes.add("MLM perplexity", lang, row)
         return [NO_DATA] * 2
-    return [_num(_get(row, name, "perplexity"), 1) for name in ("ours", "twin")]
+    return [_num(dig(row, name, "perplexity"), 1) for name in ("ours", "twin")]
 
 
 def _lexicon_cells(lexicon: Mapping[str, Any], lang: str, notes: _Notes) -> list[str]:
-    row = _get(lexicon, "languages", lang)
+    row = dig(lexicon, "languages", lang)
     if not _ok(row):
         notes.add("lexicon induction", lang, row)
         return [NO_DATA] * 2
     cells = []
     for name in ("ours", "twin"):
-        entry = _get(row, LEXICON_VECTORS, name, LEXICON_METHOD) or {}
+        entry = dig(row, LEXICON_VECTORS, name, LEXICON_METHOD) or {}
         cells.append(_with_ci(entry.get("p_at_1"), entry.get("ci_low"), entry.get("ci_high")))
     return cells
 
@@ -128,7 +121,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _layer_note(section: Mapping[str, Any], variant: str) -> str:
-    layers = [f"{name} layer {_get(section, 'best_layer', name, variant, 'layer')}" for name in ("ours", "twin")]
+    layers = [f"{name} layer {dig(section, 'best_layer', name, variant, 'layer')}" for name in ("ours", "twin")]
     return ", ".join(layers)
 
 
@@ -173,13 +166,13 @@ def summarize(languages: Sequence[str], pivot: str, run: str, retrieval: Mapping
             if _ok(reference)
             else f"absent ({reference.get('reason', 'not run')})."
         )
-        + f" Chance is 1/N (macro {_num(_get(in_domain, 'macro', 'chance'))}).",
+        + f" Chance is 1/N (macro {_num(dig(in_domain, 'macro', 'chance'))}).",
         f"- **Zero-shot**: help-module classification fine-tuned on {pivot} only, tested on blocks aligned across "
         f"every language ({classify.get('n_test', '?')} test blocks, {len(classify.get('labels') or [])} labels); "
         f"the {pivot} row is in-language accuracy, the others zero-shot transfer. *Majority*: the majority class's rate.",
         "- **MLM ppl**: masked-token perplexity on the test shards (lower is better).",
         f"- **Lexicon**: FreeDict {pivot}→X word translation, P@1 by {LEXICON_METHOD.upper()} after Procrustes on seed "
-        f"words, {LEXICON_VECTORS} word vectors (layer {_get(lexicon, 'config', 'layer')}).",
+        f"words, {LEXICON_VECTORS} word vectors (layer {dig(lexicon, 'config', 'layer')}).",
     ]
     udhr = retrieval.get("udhr") or {}
     out += ["", "## Many-way retrieval on UDHR (out of domain)", ""]

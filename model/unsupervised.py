@@ -27,7 +27,6 @@ import polars as pl
 from model import lexicon
 from model.align import AlignConfig, align
 from model.eval_common import MODELS, Models, load_models, no_data, pyplot, save_figure, set_threads, write_result
-from model.geometry import bootstrap_mean_ci, cosine_similarity, csls_scores, precision_at_1
 from model.lexicon import LexiconConfig, Split, Words
 from pipeline.logs import stage_logging
 
@@ -75,21 +74,6 @@ class UnsupervisedConfig:
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def score_map(x: np.ndarray, y: np.ndarray, w: np.ndarray, split: Split, cfg: LexiconConfig,
-              seed: int) -> dict[str, Any]:  # fmt: skip
-    """P@1 of the test queries mapped by ``w`` (x, y normalized), by NN and by CSLS: lexicon.induce's scoring."""
-    mapped = x @ w
-    queries = mapped[split.test_queries]
-    out: dict[str, Any] = {}
-    for method, scores in (("nn", cosine_similarity(queries, y)),
-                           ("csls", csls_scores(queries, y, cfg.csls_k, source_pool=mapped))):  # fmt: skip
-        best = scores.argmax(axis=1)
-        hits = np.array([int(b) in g for b, g in zip(best, split.test_gold, strict=True)], dtype=np.float64)
-        ci = bootstrap_mean_ci(hits, np.arange(len(hits)), seed, cfg.bootstrap)
-        out[method] = {"p_at_1": precision_at_1(scores, split.test_gold), "ci_low": ci.low, "ci_high": ci.high}
-    return out
-
-
 def seed_pair_agreement(x: np.ndarray, y: np.ndarray, w: np.ndarray, split: Split) -> float:
     """Mean cosine of the seed pairs after mapping: how close the learned map puts known translations."""
     src, tgt = (list(side) for side in zip(*split.seed_pairs, strict=True))
@@ -103,10 +87,10 @@ def compare_maps(x_raw: np.ndarray, y_raw: np.ndarray, split: Split, lex_cfg: Le
     found = align(x, y, cfg.align_config(seed, lex_cfg.csls_k))
     return {
         "supervised": lexicon.induce(x_raw, y_raw, split, lex_cfg, seed),
-        "unsupervised": {**score_map(x, y, found.w, split, lex_cfg, seed),
+        "unsupervised": {**lexicon.score_mapping(x, y, found.w, split, lex_cfg, seed),
                          "seed_pair_cosine": seed_pair_agreement(x, y, found.w, split),
                          "criterion": found.report.criterion, "alignment": found.report.as_dict()},
-        "identity": {**score_map(x, y, np.eye(x.shape[1]), split, lex_cfg, seed),
+        "identity": {**lexicon.score_mapping(x, y, np.eye(x.shape[1]), split, lex_cfg, seed),
                      "seed_pair_cosine": seed_pair_agreement(x, y, np.eye(x.shape[1]), split)},
     }  # fmt: skip
 
