@@ -399,8 +399,8 @@ def test_tiny_workflow_on_one_node_slurm_matches_local_run(request: pytest.Fixtu
     job_logs = sorted(slurm_logs.rglob("*.log"))
     rules = sorted(log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs)
     n_sources = len(pfconfig.load(REPO / "tests" / "tiny.yaml")["sources"])
-    expected = ["download"] * n_sources + ["lid_model"] + ["extract"] * n_sources + ["clean", "mixture", "vocab", "shards",
-                                                                                   "train"]  # fmt: skip
+    expected = ["download"] * n_sources + ["lid_model"] + ["extract"] * n_sources + ["clean", "vocab_mixture", "mixture",
+                                                                                   "vocab", "shards", "train"]  # fmt: skip
     assert rules == sorted(expected)
     assert len(jobs) == len(job_logs), (jobs, job_logs)
     assert all(job[-1] == "COMPLETED" for job in jobs), jobs
