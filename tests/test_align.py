@@ -140,8 +140,8 @@ def test_the_family_scores_a_map_exactly_as_the_supervised_family_does() -> None
     cfg = lexicon.LexiconConfig(bootstrap=100)
     seed_src, seed_tgt = (list(side) for side in zip(*split.seed_pairs, strict=True))
     w = geometry.procrustes(lexicon.normalize(x)[seed_src], lexicon.normalize(y)[seed_tgt])
-    # Two code paths (lexicon.induce fits and scores; score_map scores a given map) give the same numbers.
-    ours = un.score_map(lexicon.normalize(x), lexicon.normalize(y), w, split, cfg, seed=1)
+    # The unsupervised family scores a given map with lexicon.score_mapping; induce fits Procrustes, then the same.
+    ours = lexicon.score_mapping(lexicon.normalize(x), lexicon.normalize(y), w, split, cfg, seed=1)
     assert ours == lexicon.induce(x, y, split, cfg, seed=1)
     assert ours["csls"]["p_at_1"] > 0.9
 
