@@ -561,8 +561,9 @@ def fetch_source(
 
 
 def _parent(path: Path) -> Path:
+    """The folder for ``path``'s staging area, absolute: npm and pip run inside it with paths into it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent
+    return path.parent.resolve()
 
 
 def fetch_lid_model(cfg: dict[str, Any], out_path: str | os.PathLike[str], log: str | None = None) -> Path:

@@ -364,11 +364,14 @@ def test_missing_deb_package_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.network
 @pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
-def test_npm_adapter_and_missing_name(tmp_path: Path) -> None:
+def test_npm_adapter_and_missing_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = {"cache_dir": str(tmp_path / "cache"), "lock_file": str(tmp_path / "l.lock"),
            "sources": {"n": {"adapter": "npm", "package": "is-number", "version": "7.0.0"},
                        "bad": {"adapter": "npm", "package": "no-such-package-polyforge-x", "version": "1.0.0"}}}  # fmt: skip
-    download.fetch_source(cfg, "n", tmp_path / "raw" / "n")
+    # A relative output folder, as the default config's `output_dir: results` gives the rules: npm runs inside the
+    # staging folder, so a relative destination would point into itself.
+    monkeypatch.chdir(tmp_path)
+    download.fetch_source(cfg, "n", Path("raw") / "n")
     assert (tmp_path / "raw" / "n" / "is-number-7.0.0" / "package" / "package.json").exists()
     with pytest.raises(download.PackageNotFoundError, match="no-such-package-polyforge-x"):
         download.fetch_source(cfg, "bad", tmp_path / "raw" / "bad")

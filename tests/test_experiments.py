@@ -260,13 +260,9 @@ def _snakemake(root: Path, configfile: Path, *args: str) -> subprocess.Completed
 
 
 def _planned_jobs(root: Path, configfile: Path, target: str) -> dict[str, int]:
-    result = _snakemake(root, configfile, "--dry-run", target)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()[3:]
-    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+    from tests.workflow_runner import planned_jobs
+
+    return planned_jobs(root, configfile, [target])
 
 
 @pytest.fixture(scope="module")

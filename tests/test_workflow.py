@@ -191,16 +191,9 @@ def test_manifest_verifies(tiny_run: Path) -> None:
 
 def _dry_run_jobs(tiny_run: Path, configfile: Path) -> dict[str, int]:
     """The jobs a dry run of ``configfile`` into the tiny run's output root would run, by rule."""
-    from tests.workflow_runner import snakemake_command
+    from tests.workflow_runner import planned_jobs
 
-    command = snakemake_command(tiny_run, configfile=str(configfile), cores=1) + ["--dry-run"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()[3:]
-    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+    return planned_jobs(tiny_run, configfile, cores=1)
 
 
 @pytest.mark.parametrize(("section", "key", "value", "expected"), [

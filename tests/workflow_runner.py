@@ -38,3 +38,19 @@ def run_workflow(output_dir: Path, targets: list[str] | None = None, **kwargs) -
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         raise RuntimeError(f"snakemake failed ({result.returncode}); log {log}:\n{tail}")
     return result
+
+
+def planned_jobs(
+    output_dir: Path, configfile: Path, targets: list[str] | None = None, cores: int = 2
+) -> dict[str, int]:
+    """The jobs a dry run of ``targets`` into ``output_dir`` would run, by rule (empty when nothing is to be done)."""
+    command = snakemake_command(output_dir, targets, configfile=str(configfile), cores=cores) + ["--dry-run"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr)[-6000:]
+        raise RuntimeError(f"snakemake --dry-run failed ({result.returncode}):\n{tail}")
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()[3:]  # skip the header and its rule
+    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
