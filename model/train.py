@@ -354,8 +354,15 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def forward_sum(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of cross-entropies over predicted tokens, number of correct predictions)."""
+def forward_sum(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    """The sum of cross-entropies over the batch's predicted tokens."""
+    _, loss = model(batch["tokens"], batch["langs"], batch["positions"], batch["targets"], None, batch["causal"])
+    return loss * int((batch["targets"] != IGNORE).sum())
+
+
+def forward_sum_correct(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of cross-entropies over predicted tokens, number of correct predictions): for validation (an argmax
+    over the vocabulary at every predicted token costs a training step a few percent)."""
     logits, loss = model(batch["tokens"], batch["langs"], batch["positions"], batch["targets"], None, batch["causal"])
     targets = batch["targets"][batch["targets"] != IGNORE]
     correct = (logits.argmax(-1) == targets).sum() if len(targets) else torch.zeros((), device=targets.device)
@@ -373,7 +380,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, micro_b
         sync = ddp.enabled and i < len(micro_batches) - 1
         with model.no_sync() if sync else contextlib.nullcontext():  # all-reduce gradients once, at the last
             with autocast(cfg.precision, ddp.device):
-                summed, _ = forward_sum(model, batch)
+                summed = forward_sum(model, batch)
             (summed * scale).backward()
         loss_sum += summed.detach().float()
     if cfg.grad_clip > 0:
@@ -399,7 +406,7 @@ def evaluate(model: XLM, corpus: Corpus, cfg: TrainConfig, device: torch.device,
             for batch in valid_batches(corpus, data, objective, key, cfg.eval_batches, split, mask_ratio):
                 batch = to_device(batch, device)
                 with autocast(cfg.precision, device):
-                    summed, right = forward_sum(model, batch)
+                    summed, right = forward_sum_correct(model, batch)
                 loss, correct = loss + summed.item(), correct + right.item()
                 count += int((batch["targets"] != IGNORE).sum())
             if count:
