@@ -78,6 +78,12 @@ METRICS = (
     Metric("zero_shot", "zero-shot help-module accuracy (fine-tuned on the pivot)", True, _zero_shot),
     Metric("mlm_perplexity", "MLM perplexity on the test shards (lower is better)", False, _perplexity),
 )
+# Said under a metric's table: what a reader would otherwise get wrong.
+NOTES = {
+    "mlm_perplexity": "Perplexity is per token of each run's own vocabulary: a smaller vocabulary cuts text into more, "
+    "more predictable tokens, so compare it only between runs that share a vocabulary (not across vocab_* "
+    "variants).",
+}
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
@@ -173,6 +179,7 @@ def to_markdown(comparison: Mapping[str, Any], train_seeds: Mapping[str, int]) -
             "|" + "|".join("---" for _ in header) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+        lines += [NOTES[name], ""] if name in NOTES else []
     if comparison["missing"]:
         lines += ["## Numbers without data", "", *(f"- {line}" for line in comparison["missing"]), ""]
     return "\n".join(lines)

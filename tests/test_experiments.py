@@ -403,3 +403,5 @@ def test_comparison_shows_every_seed_the_difference_and_whether_it_exceeds_the_s
     assert any(line.startswith("mlm_perplexity, de, few: not one of the run's languages") for line in table["missing"])
     markdown = comparison.to_markdown(table, {run: 1 for run in results})
     assert "| de | 0.400 / 0.420 (mean 0.410) | 0.200 / 0.220 (mean 0.210) | -0.200* |" in markdown
+    perplexity = markdown.split("## MLM perplexity", 1)[1]
+    assert "only between runs that share a vocabulary" in perplexity.split("## ", 1)[0]  # said under its own table
