@@ -7,8 +7,9 @@ masked token is predicted from its visible twin. A model that ignores context st
 ln(V - 5); one that learned to attend to its neighbour drives the loss towards 0. Three models of the same
 size (2 layers x 64, 2 heads, dropout 0), the same batches and the same AdamW, in the same process:
 
-- ``xlm``: model/xlm.py as it is (linears N(0, 1/fan_in));
-- ``xlm-0.02``: the same model with every linear at N(0, 0.02), HF XLM's and BERT's init;
+- ``xlm``: model/xlm.py with ``init: fan_in`` (linears N(0, 1/fan_in)), what tests/tiny.yaml trains;
+- ``xlm-0.02``: the same model with ``init: xlm`` (every linear at N(0, 0.02), HF XLM's and BERT's init, the
+  default at 128 wide and up);
 - ``torch``: ``torch.nn.TransformerEncoder`` (post-LN, PyTorch's default init, untied output), the reference.
 
 Prints the loss every 100 steps and the first step whose loss is below 1.0 for each, and the ratio of
@@ -59,13 +60,9 @@ class TorchEncoder(nn.Module):
         return nn.functional.cross_entropy(self.out(hidden[predicted]), targets[predicted])
 
 
-def xlm(linear_std: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def xlm(init: str = "fan_in") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     model = XLM(XLMConfig(vocab_size=V, n_langs=1, dim=DIM, n_layers=LAYERS, n_heads=HEADS, dropout=0.0,
-                          attention_dropout=0.0, use_lang_emb=False))  # fmt: skip
-    if linear_std is not None:
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=linear_std)
+                          attention_dropout=0.0, use_lang_emb=False, init=init))  # fmt: skip
     forward = lambda inputs, targets: model(inputs, None, None, targets)[1]  # noqa: E731
     forward.parameters = model.parameters  # type: ignore[attr-defined]
     return forward
@@ -99,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = {}
-    for name, build in (("xlm", xlm), ("xlm-0.02", lambda: xlm(0.02)), ("torch", TorchEncoder)):
+    for name, build in (("xlm", xlm), ("xlm-0.02", lambda: xlm("xlm")), ("torch", TorchEncoder)):
         torch.manual_seed(0)
         losses = train(build(), args.steps)
         results[name] = {"losses_every_100": [round(x, 3) for x in losses[99::100]], "solved_at": first_solved(losses)}

@@ -71,6 +71,8 @@ class ModelParams:
     """LayerNorm epsilon (XLM's)."""
     use_lang_emb: bool = True
     """Learned language embeddings (XLM); false for an XLM-R-style encoder."""
+    init: str = "xlm"
+    """Weight init: xlm (N(0, 0.02), XLM's) | fan_in (linears N(0, 1/fan_in), language vectors zero)."""
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from pipeline.schemas import PAD
 
-EMBEDDING_STD = 0.02  # weight init of token and position embeddings (BERT, HF XLM)
+EMBEDDING_STD = 0.02  # weight init of token and position embeddings (BERT, HF XLM), and of every weight under init xlm
+INITS = ("xlm", "fan_in")
 IGNORE = -100  # target value of positions that are not predicted (F.cross_entropy's ignore_index)
 
 
@@ -44,10 +45,15 @@ class XLMConfig:
     """LayerNorm epsilon (XLM's value); exported as HF's layer_norm_eps."""
     use_lang_emb: bool = True
     """Add a learned language embedding to every token (XLM); off gives an XLM-R-style encoder."""
+    init: str = "xlm"
+    """Weight init: xlm (every weight N(0, 0.02), as XLM and HF) | fan_in (linears N(0, 1/fan_in), language vectors
+    zero: what a model of 64 or fewer dims needs to leave the unigram plateau; see XLM._init_weights)."""
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
             raise ValueError(f"model dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+        if self.init not in INITS:
+            raise ValueError(f"model init {self.init!r} is not one of {INITS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,24 +106,29 @@ class XLM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))  # output weight is self.tokens.weight
         self.apply(self._init_weights)
-        if self.langs is not None:
+        if self.langs is not None and cfg.init == "fan_in":
             # Language vectors start at zero: a random one is the same offset on every token of a batch, and at
             # this init scale it is a third of the LayerNorm input, which kept MLM on the unigram plateau for
             # hundreds of steps longer in our trials (planted-bigram task, 2 x 64). They grow from the gradient.
             nn.init.zeros_(self.langs.weight)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # Embeddings N(0, 0.02) as BERT and HF XLM. Linears N(0, 1/fan_in), which keeps each branch's output on the
-        # scale of its input at every width. HF's fixed 0.02 is that scale at dim ~2500 but leaves a 64-dim model's
-        # attention and value paths ~40x too weak: on a planted copy task (bench/bench_learning.py) the 2 x 64 model
-        # never left the unigram plateau with it, and learned the task within 200 steps with this one.
+    def _init_weights(self, module: nn.Module) -> None:
+        # Embeddings N(0, 0.02) as BERT and HF XLM. Linears: N(0, 0.02) too under init xlm; N(0, 1/fan_in) under
+        # fan_in, which keeps each branch's output on the scale of its input at every width. Which one learns
+        # depends on the width, in our trials:
+        # - 2 x 64: 0.02 leaves the attention and value paths ~40x too weak; on a planted copy task
+        #   (bench/bench_learning.py) the model never left the unigram plateau with it and learned the task
+        #   within 200 steps with fan_in (tests/tiny.yaml uses fan_in).
+        # - 4 x 128 on the default corpus, 4500 steps: with fan_in the valid MLM loss stayed at the unigram's
+        #   (en 6.66 against 6.61) and mean-pooled retrieval at chance (macro P@1 .007); with xlm it reached
+        #   en 6.04 and P@1 .12 (README "Training").
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=EMBEDDING_STD)
             if module.padding_idx is not None:
                 nn.init.zeros_(module.weight[module.padding_idx])
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=module.in_features**-0.5)
+            std = EMBEDDING_STD if self.cfg.init == "xlm" else module.in_features**-0.5
+            nn.init.normal_(module.weight, std=std)
             nn.init.zeros_(module.bias)
 
     def num_parameters(self) -> int:
