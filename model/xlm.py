@@ -120,7 +120,7 @@ class XLM(nn.Module):
         #   (bench/bench_learning.py) the model never left the unigram plateau with it and learned the task
         #   within 200 steps with fan_in (tests/tiny.yaml uses fan_in).
         # - 4 x 128 on the default corpus, 4500 steps: with fan_in the valid MLM loss stayed at the unigram's
-        #   (en 6.66 against 6.61) and mean-pooled retrieval at chance (macro P@1 .007); with xlm it reached
+        #   (en 6.66 against 6.59) and mean-pooled retrieval at chance (macro P@1 .011); with xlm it reached
         #   en 6.04 and P@1 .12 (README "Training").
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=EMBEDDING_STD)
