@@ -308,6 +308,15 @@ def decode_utf8(data: bytes, where: str | os.PathLike[str], stats: ExtractStats)
         return text
 
 
+def valid_utf8(data: bytes, where: str | os.PathLike[str], stats: ExtractStats) -> bytes:
+    """``data`` when it is valid UTF-8, else its repair by ``decode_utf8`` (counted, with a warning), encoded."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_utf8(data, where, stats).encode("utf-8")
+    return data
+
+
 def locale_rank(tag: str, code: str) -> tuple[int, int, str]:
     """Order the source tags that map to one canonical code, most direct first.
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
+from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,8 +32,8 @@ from pipeline.extract.common import (
     SourceContext,
     choose_variants,
     clean_text,
-    decode_utf8,
     package_dirs,
+    valid_utf8,
 )
 
 HELP_ROOT = "usr/share/libreoffice/help"
@@ -57,8 +59,10 @@ _LOCAL = threading.local()  # an lxml parser serves one thread at a time
 def _html_parser() -> etree.HTMLParser:
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:
-        # encoding given: the page was decoded (and repaired) already, its <meta charset> must not win
-        parser = _LOCAL.parser = etree.HTMLParser(encoding="utf-8", collect_ids=False, no_network=True)
+        # encoding given: the page is valid UTF-8 (repaired if need be), its <meta charset> must not win.
+        # Comments and processing instructions give no text: dropped while parsing, their neighbours' text joins.
+        parser = _LOCAL.parser = etree.HTMLParser(encoding="utf-8", collect_ids=False, no_network=True,
+                                                  remove_comments=True, remove_pis=True)
     return parser
 
 
@@ -67,11 +71,11 @@ def _append_text(el: etree._Element, parts: list[str], skipping: bool, hidden: b
 
     A space at the start and at the end of every ``_SPACED`` element (even a skipped one, so that
     a hidden ``<br>`` still separates words); nothing from ``_SKIP_CONTENT`` elements or hidden
-    variants; comments and processing instructions give only their tail.  ``hidden``: the page
-    has a ``hidden`` attribute somewhere (most have none, and then need not look for one).
+    variants.  ``hidden``: the page has a ``hidden`` attribute somewhere (most have none, and then
+    need not look for one).
     """
     tag = el.tag
-    if tag.__class__ is str:
+    if tag.__class__ is str:  # always, as the parser drops comments and PIs; kept for a tree from elsewhere
         spaced = tag in _SPACED
         if spaced:
             parts.append(" ")
@@ -88,22 +92,23 @@ def _append_text(el: etree._Element, parts: list[str], skipping: bool, hidden: b
         parts.append(el.tail)
 
 
-def _collect_blocks(elements, found: list[tuple[str, str]], hidden: bool) -> None:
+def _collect_blocks(root: etree._Element, found: list[tuple[str, str]], hidden: bool) -> None:
     """Document order: an element with a block id is a block (ids inside it are its text).
 
-    Most elements have no id: they are looked at once (``get`` is None for comments too) and only
-    entered when they have children.
+    One flat pass over the tree in lxml's own iterator (most elements have no id: one ``get`` each);
+    after a block, its descendants are stepped over, as they are its text.
     """
-    for el in elements:
+    nodes = root.iter()
+    for el in nodes:
         block_id = el.get("id")
         if block_id is None or not _is_block(el, block_id):
-            if len(el):
-                _collect_blocks(el, found, hidden)
-        elif len(el):
+            continue
+        if len(el):
             parts = [el.text] if el.text else []
             for child in el:
                 _append_text(child, parts, False, hidden)
             found.append((block_id, "".join(parts)))
+            deque(islice(nodes, sum(1 for _ in el.iterdescendants())), maxlen=0)
         else:
             found.append((block_id, el.text or ""))
 
@@ -137,20 +142,20 @@ def _may_hold_block_id(data: bytes, end: int) -> bool:
     return data.find(b"hd_", 0, end) >= 0 or data.find(b"par_", 0, end) >= 0 or _N_DIGIT.search(data, 0, end) is not None
 
 
-def _raw_blocks(html_text: str) -> list[tuple[str, str]]:
-    data = _content(html_text.encode("utf-8"))
+def _raw_blocks(page: bytes) -> list[tuple[str, str]]:
+    data = _content(page)
     root = etree.fromstring(data, _html_parser())
     found: list[tuple[str, str]] = []
     if root is not None:  # None: nothing but blanks and comments
-        _collect_blocks((root,), found, b"hidden" in data.lower())
+        _collect_blocks(root, found, b"hidden" in data.lower())
     return found
 
 
-def parse_help_page(html_text: str) -> list[Block]:
-    """The blocks of one page in document order, repeated ids numbered ``id.2``, ``id.3``…"""
+def parse_help_page(page: str | bytes) -> list[Block]:
+    """The blocks of one page (text, or valid UTF-8 bytes) in document order, repeated ids numbered ``id.2``…"""
     seen: dict[str, int] = {}
     blocks = []
-    for block_id, raw in _raw_blocks(html_text):
+    for block_id, raw in _raw_blocks(page.encode("utf-8") if isinstance(page, str) else page):
         n = seen[block_id] = seen.get(block_id, 0) + 1
         blocks.append(Block(block_id if n == 1 else f"{block_id}.{n}", clean_text(raw)))
     return blocks
@@ -183,7 +188,7 @@ def list_pages(lang_dir: Path) -> list[str]:
 
 def read_page(ctx: SourceContext, path: Path) -> list[Block]:
     try:
-        blocks = parse_help_page(decode_utf8(path.read_bytes(), path, ctx.stats))
+        blocks = parse_help_page(valid_utf8(path.read_bytes(), path, ctx.stats))
     except (OSError, AssertionError, etree.LxmlError) as exc:
         ctx.stats.warn(path, f"unreadable help page: {exc}")
         ctx.stats.skip("unreadable_page")
