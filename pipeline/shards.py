@@ -305,12 +305,16 @@ def read_batches(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterat
 
 
 def split_codes(column: pa.Array, path: Path) -> np.ndarray:
-    """The split of each row as a numpy string array; an unknown split is an error naming the file."""
-    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    unknown = set(values) - set(schemas.SPLITS)
-    if unknown:
-        raise ShardsError(f"{path}: unknown split value(s) {sorted(unknown)!r}; expected one of {schemas.SPLITS}")
-    return values
+    """The split of each row as its index in ``schemas.SPLITS`` (looked up in Arrow, not per row in Python);
+    an unknown split is an error naming the file."""
+    codes = pc.index_in(column, value_set=SPLIT_VALUES)
+    if codes.null_count:
+        unknown = sorted(set(pc.filter(column, pc.is_null(codes)).to_pylist()), key=lambda v: (v is None, str(v)))
+        raise ShardsError(f"{path}: unknown split value(s) {unknown!r}; expected one of {schemas.SPLITS}")
+    return codes.to_numpy(zero_copy_only=False)
+
+
+SPLIT_VALUES = pa.array(schemas.SPLITS)
 
 
 def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, shards_dir: Path,
@@ -331,8 +335,8 @@ def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, sh
             # Python lists with </s> appended by sentencepiece, flattened in one pass: cheaper than a numpy
             # array per row (the stage stays close to raw encode speed, see bench/bench_shards.py).
             encoded = encode_buffers(sp, batch.column("text").to_pylist(), threads)
-            for split in schemas.SPLITS:
-                rows = np.flatnonzero(splits == split)
+            for code, split in enumerate(schemas.SPLITS):
+                rows = np.flatnonzero(splits == code)
                 if rows.size:
                     docs = encoded if rows.size == len(encoded) else [encoded[i] for i in rows]
                     stream_for(split).extend(join_with_eos(docs), int(rows.size))
@@ -489,8 +493,9 @@ def build_tlm_pair(sp: spm.SentencePieceProcessor, src_lang: str, tgt_lang: str,
             stats.read += batch.num_rows
             stats.kept += len(kept)
             stats.rejected.update(r for r in reasons.tolist() if r)
-            for split in schemas.SPLITS:
-                rows = [i for i in kept if splits[i] == split]
+            kept_splits = splits[kept]
+            for code, split in enumerate(schemas.SPLITS):
+                rows = [kept[i] for i in np.flatnonzero(kept_splits == code)]
                 if rows:
                     writer_for(split).extend([row_ids[i] for i in rows], [src[i] for i in rows], [tgt[i] for i in rows])
         for split in sorted(writers):

@@ -339,3 +339,10 @@ def test_private_encode_that_differs_falls_back_to_public_encode(built, tmp_path
     files = sorted(p.relative_to(built / "shards") for p in (built / "shards").rglob("*") if p.is_file())
     for rel in files:
         assert (root / "shards" / rel).read_bytes() == (built / "shards" / rel).read_bytes(), rel
+
+
+def test_unknown_split_value_is_an_error_naming_the_file_and_the_value():
+    column = pa.array(["train", "dev", "test", None, "dev"])
+    with pytest.raises(shards.ShardsError, match=r"clean/de\.arrow: unknown split value\(s\) \['dev', None\]"):
+        shards.split_codes(column, Path("clean/de.arrow"))
+    assert shards.split_codes(pa.array(["test", "train", "valid"]), Path("x")).tolist() == [2, 0, 1]
