@@ -72,7 +72,7 @@ class ModelParams:
     use_lang_emb: bool = True
     """Learned language embeddings (XLM); false for an XLM-R-style encoder."""
     init: str = "xlm"
-    """Weight init: xlm (N(0, 0.02), XLM's) | fan_in (linears N(0, 1/fan_in), language vectors zero)."""
+    """Weight init: xlm (N(0, 0.02), XLM's) | fan_in (linears N(0, 1/fan_in), embeddings N(0, 0.02))."""
 
 
 @dataclass

@@ -46,8 +46,8 @@ class XLMConfig:
     use_lang_emb: bool = True
     """Add a learned language embedding to every token (XLM); off gives an XLM-R-style encoder."""
     init: str = "xlm"
-    """Weight init: xlm (every weight N(0, 0.02), as XLM and HF) | fan_in (linears N(0, 1/fan_in), language vectors
-    zero: what a model of 64 or fewer dims needs to leave the unigram plateau; see XLM._init_weights)."""
+    """Weight init: xlm (every weight N(0, 0.02), as XLM and HF) | fan_in (linears N(0, 1/fan_in), embeddings
+    N(0, 0.02): what a model of 64 or fewer dims needs to leave the unigram plateau; see XLM._init_weights)."""
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
@@ -106,11 +106,6 @@ class XLM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))  # output weight is self.tokens.weight
         self.apply(self._init_weights)
-        if self.langs is not None and cfg.init == "fan_in":
-            # Language vectors start at zero: a random one is the same offset on every token of a batch, and at
-            # this init scale it is a third of the LayerNorm input, which kept MLM on the unigram plateau for
-            # hundreds of steps longer in our trials (planted-bigram task, 2 x 64). They grow from the gradient.
-            nn.init.zeros_(self.langs.weight)
 
     def _init_weights(self, module: nn.Module) -> None:
         # Embeddings N(0, 0.02) as BERT and HF XLM. Linears: N(0, 0.02) too under init xlm; N(0, 1/fan_in) under

@@ -165,12 +165,6 @@ def test_resource_pairs_each_score_with_the_mixture_size(evaluated: Path) -> Non
 
 
 @on_tiny_run
-@pytest.mark.xfail(strict=False, reason=(
-    "not met yet: the twin inherits the model's init, and at 2 x 64 neither init gives both tests. Under "
-    "init fan_in (tests/tiny.yaml) the model learns MLM (test_train: full-mask loss .92 of the unigram's) but the "
-    "twin, with zero language vectors, is a random hash of the bag of ids near the lexical floor (macro P@1 ours "
-    ".07 vs twin .16). Under init xlm the model beats its twin (.13-.15 vs .05-.09, also at 128 wide and at 4000 "
-    "steps) but its full-mask loss stays at the unigram's (1.00). Open in the evaluation issue"))
 def test_trained_model_beats_its_random_twin_on_held_out_retrieval(evaluated: Path) -> None:
     """Macro average over en–X of test P@1 (cosine, layer chosen on valid): trained > random twin."""
     _, meta = load_model(evaluated.parent.parent / "models" / RUN)
