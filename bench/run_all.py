@@ -106,7 +106,10 @@ def plan(root: Path, config: Path) -> dict[str, list[str]]:
     return {
         "extract_libreoffice": ["bench_extract_libreoffice.py", *libreoffice_raw(root), "--repeat", "3"],
         "extract_memory": ["bench_extract.py", "--memory", "--lines", "200000", "--scale", "8"],
-        "clean_ab": ["bench_clean.py", "--parts", "ab", "--mb", "30", *clean_text(root), *lid_model(root)],
+        "clean_a": ["bench_clean.py", "--parts", "a", "--mb", "30", *clean_text(root), *lid_model(root)],
+        # The stage's fixed driver work (client, plots: about 1 s) is a third of a 2-worker run at 30 MB; at 60 MB
+        # the partitions (29, which also split evenly between 2 workers) dominate, as in a real corpus.
+        "clean_b": ["bench_clean.py", "--parts", "b", "--mb", "60", *clean_text(root), *lid_model(root)],
         "clean_c": ["bench_clean.py", "--parts", "c", "--mb", "25", *clean_text(root), *lid_model(root)],
         "clean_d": ["bench_clean.py", "--parts", "d", "--linear-mb", "4", "--read-rows", "500000", *clean_text(root),
                     *lid_model(root)],  # fmt: skip
@@ -189,13 +192,13 @@ def ratio_rows(runs: dict[str, dict]) -> list[dict]:
     add("extract peak RSS 8x / 1x", dig(em, "peak_rss_ratio"), "<=", 1.25,
         f"plain text {dig(em, 'runs', '1', 'mb') or 0:.0f} / {dig(em, 'runs', '8', 'mb') or 0:.0f} MB: "
         f"{dig(em, 'runs', '1', 'peak_rss_mib') or 0:.0f} / {dig(em, 'runs', '8', 'peak_rss_mib') or 0:.0f} MiB")  # fmt: skip
-    ab = fig.get("clean_ab")
-    add("clean LID filter / raw fastText", dig(ab, "a", "ratio"), ">=", 0.7,
-        f"{dig(ab, 'a', 'filter_lines_s') or 0:,.0f} vs {dig(ab, 'a', 'raw_lines_s') or 0:,.0f} lines/s, "
-        f"{dig(ab, 'a', 'rows') or 0:,} rows; by CPU time {dig(ab, 'a', 'ratio_cpu') or 0:.3f}x")  # fmt: skip
-    add("clean 2 workers / 1 worker", dig(ab, "b", "speedup"), ">=", 1.6,
-        f"{dig(ab, 'b', 'one_worker_s') or 0:.1f} s vs {dig(ab, 'b', 'two_workers_s') or 0:.1f} s "
-        f"({dig(ab, 'mb') or 0:g} MB); needs 2 idle cores")  # fmt: skip
+    a, b = fig.get("clean_a"), fig.get("clean_b")
+    add("clean LID filter / raw fastText", dig(a, "a", "ratio"), ">=", 0.7,
+        f"{dig(a, 'a', 'filter_lines_s') or 0:,.0f} vs {dig(a, 'a', 'raw_lines_s') or 0:,.0f} lines/s, "
+        f"{dig(a, 'a', 'rows') or 0:,} rows; by CPU time {dig(a, 'a', 'ratio_cpu') or 0:.3f}x")  # fmt: skip
+    add("clean 2 workers / 1 worker", dig(b, "b", "speedup"), ">=", 1.6,
+        f"{dig(b, 'b', 'one_worker_s') or 0:.1f} s vs {dig(b, 'b', 'two_workers_s') or 0:.1f} s "
+        f"({dig(b, 'mb') or 0:g} MB, best of 2 each); needs 2 idle cores")  # fmt: skip
     c = fig.get("clean_c")
     add("clean peak RSS 8x / 1x", dig(c, "c", "ratio"), "<=", 1.25,
         f"{dig(c, 'c', 'runs', '1', 'mb') or 0:g} / {dig(c, 'c', 'runs', '8', 'mb') or 0:g} MB: "
