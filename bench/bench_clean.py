@@ -260,7 +260,7 @@ def bench_workers(root: Path, model: Path, rows: int, repeats: int = 2) -> dict:
 
 def bench_memory(megabytes: float, model: Path, workers: int, lines: dict[str, list[str]]) -> dict:
     peaks, keysets, runs = {}, {}, {}
-    for factor in (1, 8):
+    for factor in (1, 4, 8):
         with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
             rows = make_input(Path(tmp), megabytes * factor, lines)
             elapsed, peaks[factor], summary = run_stage(Path(tmp), model, workers)
@@ -293,9 +293,9 @@ def rescan_rows(path: str, start: int, stop: int) -> pa.Table:
 
 
 def bench_linear(megabytes: float, model: Path, lines: dict[str, list[str]], scale: int = 8) -> dict:
-    """(d) first part: the whole stage on one worker at 1x and ``scale``x input."""
+    """(d) first part: the whole stage on one worker at 1x, ``scale``/2 x and ``scale``x input."""
     stage = {}
-    for factor in (1, scale):
+    for factor in sorted({1, max(1, scale // 2), scale}):  # 1x, 4x, 8x
         with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
             rows = make_input(Path(tmp), megabytes * factor, lines, batch_rows=DEFAULT_BATCH_ROWS)
             stage[factor], _, summary = run_stage(Path(tmp), model, 1)

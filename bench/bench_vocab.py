@@ -129,11 +129,14 @@ def main() -> None:
                   "overhead_pct": 100 * (t_stage / t_base - 1), "same_pieces": same, "whole_stage_s": t_full,
                   "sample_memory": {}}  # fmt: skip
 
-        # Memory: same sample size, 1× and 4× corpus, each in a fresh process.
-        paths4 = write_corpus(tmp / "x4", texts, 4)
-        mixture.run_mixture_stage(cfg, paths4, tmp / "mixture4.json", tmp / "alpha4.png")
+        # Memory: same sample size, 1×, 4× and 8× corpus, each in a fresh process.
+        corpora = [("1×", paths, mix_json)]
+        for factor in (4, 8):
+            scaled = write_corpus(tmp / f"x{factor}", texts, factor)
+            mixture.run_mixture_stage(cfg, scaled, tmp / f"mixture{factor}.json", tmp / f"alpha{factor}.png")
+            corpora.append((f"{factor}×", scaled, tmp / f"mixture{factor}.json"))
         ctx = multiprocessing.get_context("forkserver")
-        for label, p, m in (("1×", paths, mix_json), ("4×", paths4, tmp / "mixture4.json")):
+        for label, p, m in corpora:
             size = sum(Path(x).stat().st_size for x in p.values())
             with ctx.Pool(1) as pool:
                 peak, arrow_peak, count = pool.apply(

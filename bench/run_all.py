@@ -263,13 +263,54 @@ def end_to_end(root: Path) -> dict:
             "wall_span_seconds": max(ends) - min(starts)}  # fmt: skip
 
 
-def format_table(rows: list[dict], e2e: dict) -> str:
+SCALES = ("1", "4", "8")
+
+
+def scaling(runs: dict) -> list[dict]:
+    """Each data stage's wall time and peak memory at 1x, 4x and 8x input, from the benchmarks that ran them
+    (None where a benchmark does not measure that figure, or did not run)."""
+    fig = {name: run["figures"] for name, run in runs.items()}
+    em, c, d, v, s = (fig.get(n) for n in ("extract_memory", "clean_c", "clean_d", "vocab", "shards"))
+
+    def mib(mb: float | None) -> float | None:
+        return None if mb is None else mb * 1e6 / 2**20
+
+    stages = [  # (stage, memory measured, seconds at factor, MiB at factor)
+        ("extract, plain text", "peak RSS, 1 process", lambda f: dig(em, "runs", f, "seconds"),
+         lambda f: dig(em, "runs", f, "peak_rss_mib")),
+        ("clean, 2 workers", "peak RSS, driver+scheduler+workers", lambda f: dig(c, "c", "runs", f, "seconds"),
+         lambda f: mib(dig(c, "c", "runs", f, "peak_rss_mb"))),
+        ("clean, 1 worker", "-", lambda f: dig(d, "d", "seconds", f), lambda f: None),
+        ("vocab sample step", "peak Python heap, same sample", lambda f: None,
+         lambda f: mib(dig(v, "sample_memory", f + "x", "python_heap_mb"))),
+        ("shards", "peak RSS, 1 process", lambda f: dig(s, "memory", "seconds", f),
+         lambda f: dig(s, "memory", "peak_rss_mib", f)),
+    ]  # fmt: skip
+    return [{"stage": name, "memory": memory, "seconds": {f: seconds(f) for f in SCALES},
+             "mib": {f: mem(f) for f in SCALES}} for name, memory, seconds, mem in stages]  # fmt: skip
+
+
+def format_scaling(stages: list[dict]) -> list[str]:
+    def cell(value: float | None, unit: str) -> str:
+        return "-" if value is None else f"{value:,.1f} {unit}"
+
+    head = "".join(f"{f + 'x':>20}" for f in SCALES)
+    lines = [f"scaling: wall time (incl. start-up) / memory at 1x, 4x, 8x input\n{'stage':<22}{head}   memory"]
+    for st in stages:
+        cells = "".join(f"{cell(st['seconds'][f], 's') + ' / ' + cell(st['mib'][f], 'MiB'):>20}" for f in SCALES)
+        lines.append(f"{st['stage']:<22}{cells}   {st['memory']}")
+    return lines
+
+
+def format_table(rows: list[dict], e2e: dict, stages: list[dict] | None = None) -> str:
     lines = [f"{'metric':<38} {'value':>10} {'target':>10}  {'result':<6} detail", "-" * 120]
     for r in rows:
         digits = 3 if r["unit"] == "x" else 1  # 0.798x must not print as a FAILing 0.80x
         value = "-" if r["value"] is None else f"{r['value']:.{digits}f}{'x' if r['unit'] == 'x' else ' ' + r['unit']}"
         lines.append(f"{r['metric']:<38} {value:>10} {r['target'] or '-':>10}  {r['status']:<6} {r['detail']}")
     lines.append("-" * 120)
+    if stages:
+        lines += [*format_scaling(stages), "-" * 120]
     if not e2e["found"]:
         lines.append(f"end-to-end (default workflow): no previous `make run` found (no benchmark files under "
                      f"{e2e['benchmarks_dir']}); not rerun by make bench")  # fmt: skip
@@ -311,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_at_end"] = os.getloadavg()
     rows = ratio_rows(runs)
     e2e = end_to_end(root)
-    table = format_table(rows, e2e)
+    stages = scaling(runs)
+    table = format_table(rows, e2e, stages)
     print("\n" + table)
     total = time.perf_counter() - started
     failed = [r["metric"] for r in rows if r["status"] == "FAIL"]
@@ -327,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": total,
         "rows": rows,
         "end_to_end": e2e,
+        "scaling": stages,
         "benchmarks": runs,
         "table": table.splitlines(),
     })  # fmt: skip
