@@ -304,6 +304,9 @@ def read_batches(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterat
             yield reader.get_batch(i).select(list(columns))
 
 
+SPLIT_VALUES = pa.array(schemas.SPLITS)
+
+
 def split_codes(column: pa.Array, path: Path) -> np.ndarray:
     """The split of each row as its index in ``schemas.SPLITS`` (looked up in Arrow, not per row in Python);
     an unknown split is an error naming the file."""
@@ -312,9 +315,6 @@ def split_codes(column: pa.Array, path: Path) -> np.ndarray:
         unknown = sorted(set(pc.filter(column, pc.is_null(codes)).to_pylist()), key=lambda v: (v is None, str(v)))
         raise ShardsError(f"{path}: unknown split value(s) {unknown!r}; expected one of {schemas.SPLITS}")
     return codes.to_numpy(zero_copy_only=False)
-
-
-SPLIT_VALUES = pa.array(schemas.SPLITS)
 
 
 def build_mlm_language(sp: spm.SentencePieceProcessor, lang: str, path: Path, shards_dir: Path,
