@@ -229,7 +229,7 @@ def ratio_rows(runs: dict[str, dict]) -> list[dict]:
         f"batches from {dig(t, 'source')}")  # fmt: skip
     lr = fig.get("learning")
     add("copy task: steps to learn, torch encoder / ours", dig(lr, "ratio"), ">=", 0.8,
-        f"planted copy task, 2 x 64: ours at step {dig(lr, 'models', 'xlm', 'solved_at')}, torch's "
+        f"planted copy task, 2 x 64: ours (init fan_in) at step {dig(lr, 'models', 'xlm-fan_in', 'solved_at')}, torch's "
         f"TransformerEncoder at {dig(lr, 'models', 'torch', 'solved_at')}, HF's 0.02 init "
         f"{dig(lr, 'models', 'xlm-0.02', 'solved_at') or 'never'}")  # fmt: skip
     return rows

@@ -114,7 +114,8 @@ class XLM(nn.Module):
         # - 2 x 64: 0.02 leaves the attention and value paths ~40x too weak; on a planted copy task
         #   (bench/bench_learning.py) the model never left the unigram plateau with it and learned the task
         #   within 200 steps with fan_in (tests/tiny.yaml uses fan_in).
-        # - 4 x 128 on the default corpus, 4500 steps: with fan_in the valid MLM loss stayed at the unigram's
+        # - 4 x 128 on the default corpus, 4500 steps: with fan_in (which then also zeroed the language vectors;
+        #   README "Training" says why it no longer does) the valid MLM loss stayed at the unigram's
         #   (en 6.66 against 6.59) and mean-pooled retrieval at chance (macro P@1 .011); with xlm it reached
         #   en 6.04 and P@1 .12 (README "Training").
         if isinstance(module, nn.Embedding):
